@@ -1,0 +1,55 @@
+"""Training loss of NRKNet (paper eq. 12-14).
+
+    L = sum_t w_t ( ||Z_t - X_t||^2 + beta * ||F(Z_t) - F(X_t)||_1 )        (eq. 12, 13)
+      + alpha * sum_t w_t' ||D_t(X_t) - Y_t||^2                               (eq. 14)
+
+Z_t are the fused output (w = 1) and the per-scale Neumann sums from fine to coarse
+(w = .75, .5, .25); F is the 2-D FFT (real and imaginary parts, unnormalised as in the
+authors' code; we use the real FFT, whose mean over its half spectrum equals the full
+spectrum's by Hermitian symmetry); the reblurring term compares the learned operator
+applied to the sharp pyramid with the blurry pyramid, weighted like its scale's Neumann sum.
+alpha = beta = 0.1. Norms are means over pixels (as torch's MSELoss/L1Loss).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .model import NRKOutput
+
+SCALE_WEIGHTS = (1.0, 0.75, 0.5, 0.25)
+
+
+class LossTerms(NamedTuple):
+    total: Tensor  # what is minimised
+    mse: Tensor  # weighted multi-scale MSE (eq. 12)
+    fdr: Tensor  # weighted FFT-L1, frequency domain reconstruction (eq. 13)
+    reblur: Tensor  # weighted reblurring MSE (eq. 14)
+
+
+def fft_l1(a: Tensor, b: Tensor) -> Tensor:
+    d = torch.fft.rfft2(a.float() - b.float())
+    return d.real.abs().mean() + d.imag.abs().mean()
+
+
+def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.1,
+             weights: tuple[float, ...] = SCALE_WEIGHTS) -> LossTerms:
+    """Eq. 12-14 for a model output computed with the sharp target (training mode)."""
+    if out.scale_outputs is None:
+        raise ValueError("the model must be called with the sharp target to compute the loss")
+    preds = [out.image] + out.scale_outputs[::-1]  # fine to coarse
+    targets = [sharp] + out.sharp[::-1]
+    mse = sum(w * F.mse_loss(z, x) for w, z, x in zip(weights, preds, targets))
+    fdr = sum(w * fft_l1(z, x) for w, z, x in zip(weights, preds, targets))
+    reblur = sum(w * F.mse_loss(d, y) for w, d, y in zip(weights[1:], out.reblurred[::-1], out.blurry[::-1]))
+    return LossTerms(mse + beta * fdr + alpha * reblur, mse, fdr, reblur)
+
+
+def psnr(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
+    """Mean PSNR in dB over the batch, images clipped to [0, data_range]."""
+    mse = (a.clamp(0, data_range) - b.clamp(0, data_range)).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))).mean()

@@ -1,0 +1,134 @@
+"""Recursive kernel representation (RKR) and the blur operator D (paper eq. 1-5).
+
+A defocus kernel at a pixel is a mix of J atoms, K = sum_j gamma_j A_j (eq. 2). The atoms
+are recursive and separable:
+
+    A_1 = Dirac,   A_j = A_{j-1} * (a_j a_j^T),   a_j = softmax(3 free values)   (eq. 4)
+
+so A_j has support (2j-1) x (2j-1), is non-negative and sums to 1. The blur operator
+
+    D(x) = sum_j gamma_j .* (x * A_j)                                           (eq. 3)
+
+is computed recursively (eq. 5): x * A_j = (x * A_{j-1}) * a_j * a_j^T, i.e. one 3-tap
+convolution along x and one along y per atom, 2(J-1) in all, O(6NJ) instead of the
+O(N S^2) of per-pixel kernels of size S = 2J-1. Boundary rule: every 3-tap step
+reflect-pads its input by one pixel (as the authors' code does), so x * A_j near the border
+equals the image reflected once per step.
+
+The coefficients gamma have shape [B, J, H, W] and are shared by the colour channels. The
+atoms may be shared by the channels (paper) or have one set of taps per channel (the
+authors' code: 21 x 3 kernels). With `mix` (the authors' 1x1 convolution with bias over the
+J*C stack), D(x) = mix(stack) instead of the plain sum of eq. 3.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def blur_step(x: Tensor, taps: Tensor) -> Tensor:
+    """One recursion step with reflect padding (eq. 5): x correlated with taps (t t^T).
+
+    x: [B, C, H, W]; taps: [C, 3], one normalised 3-tap kernel per channel. Correlation
+    with t is convolution with t reversed: pass reversed kernels to convolve.
+    """
+    C = x.shape[1]
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    x = F.conv2d(x, taps.view(C, 1, 1, 3), groups=C)  # along x (width)
+    return F.conv2d(x, taps.view(C, 1, 3, 1), groups=C)  # along y (height)
+
+
+class RecursiveKernels(nn.Module):
+    """The J recursive atoms: learnable 3-tap kernels a_2..a_J and the operator D.
+
+    Args:
+        num_atoms: J, counting the Dirac A_1.
+        channels: colour channels of the images the operator is applied to.
+        per_channel: one set of taps per colour channel instead of one shared set.
+        symmetric: taps are softmax([t0, t1, t0]) (2 free values) instead of 3 free values.
+    """
+
+    def __init__(self, num_atoms: int, channels: int = 3, per_channel: bool = False, symmetric: bool = True):
+        super().__init__()
+        self.num_atoms = num_atoms
+        self.channels = channels
+        self.symmetric = symmetric
+        n_free = 2 if symmetric else 3
+        groups = channels if per_channel else 1
+        # raw logits of the taps; softmax makes them positive and l1-normalised (eq. 4)
+        self.taps = nn.Parameter(torch.rand(num_atoms - 1, groups, n_free))  # (J-1, Ca, 2|3)
+
+    def kernels(self) -> Tensor:
+        """The normalised 1-D kernels a_2..a_J, shape [J-1, Ca, 3]."""
+        t = self.taps
+        if self.symmetric:  # [t0, t1] -> [t0, t1, t0]: t1 is the centre tap
+            t = torch.cat([t, t[..., :1]], dim=-1)
+        return F.softmax(t, dim=-1)
+
+    def forward(self, x: Tensor, gamma: Tensor, mix: nn.Conv2d | None = None) -> Tensor:
+        """D(x) = sum_j gamma_j .* (x * A_j), computed recursively (eq. 3-5).
+
+        x: [B, C, H, W]; gamma: [B, J, H, W] -> [B, C, H, W]. Only the running blur
+        x * A_j and the running sum are alive at a time, never a J-stack of images.
+        mix: the authors' 1x1 convolution over the atom-major, colour-minor stack.
+        """
+        B, C, H, W = x.shape
+        assert gamma.shape[1] == self.num_atoms, (gamma.shape, self.num_atoms)
+        ks = self.kernels().flip(-1).expand(-1, C, -1).contiguous()  # (J-1, C, 3), reversed: convolve
+        if mix is not None:
+            w = mix.weight.view(mix.out_channels, self.num_atoms, C)  # (C_out, J, C)
+        blurred = x
+        out = None
+        for j in range(self.num_atoms):
+            if j > 0:
+                blurred = blur_step(blurred, ks[j - 1])
+            term = gamma[:, j : j + 1] * blurred  # (B, C, H, W)
+            if mix is not None:
+                term = F.conv2d(term, w[:, j, :, None, None])
+            out = term if out is None else out + term
+        if mix is not None and mix.bias is not None:
+            out = out + mix.bias.view(1, -1, 1, 1)
+        return out
+
+    def atoms_per_channel(self) -> Tensor:
+        """All atoms materialised, centred in S x S with S = 2J-1: shape [Ca, J, S, S]."""
+        J = self.num_atoms
+        S = 2 * J - 1
+        ks = self.kernels().transpose(0, 1)  # (Ca, J-1, 3)
+        Ca = ks.shape[0]
+        atom = torch.zeros(Ca, 1, S, S, dtype=ks.dtype, device=ks.device)
+        atom[:, :, J - 1, J - 1] = 1.0
+        atoms = [atom]
+        for j in range(1, J):
+            k2d = ks[:, j - 1, :, None] * ks[:, j - 1, None, :]  # (Ca, 3, 3) = a a^T
+            # true (zero-padded) convolution: the support grows by one pixel on each side
+            atom = F.conv2d(atom.transpose(0, 1), k2d.flip(-1, -2)[:, None], padding=1, groups=Ca).transpose(0, 1)
+            atoms.append(atom)
+        return torch.cat(atoms, dim=1)
+
+    def atoms(self) -> Tensor:
+        """All atoms as [J, S, S] (centred); averaged over colour channels when per-channel."""
+        return self.atoms_per_channel().mean(dim=0)
+
+    def second_moments(self) -> Tensor:
+        """m2_j = sum_{u,v} (u^2 + v^2) A_j(u, v), in pixels^2, shape [J]."""
+        A = self.atoms()
+        J = self.num_atoms
+        r = torch.arange(-(J - 1), J, dtype=A.dtype, device=A.device)
+        d2 = r[:, None] ** 2 + r[None, :] ** 2
+        return (A * d2).sum(dim=(-1, -2))
+
+
+def rms_radius(gamma: Tensor, m2: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per-pixel RMS radius of the effective kernel K = sum_j gamma_j A_j, in pixels.
+
+    sqrt(sum_j gamma_j m2_j / sum_j gamma_j); 0 where the kernel's mass or second moment
+    is not positive. gamma: [B, J, H, W], m2: [J] -> [B, 1, H, W].
+    """
+    mass = gamma.sum(dim=1, keepdim=True)
+    moment = (gamma * m2.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+    ratio = torch.where(mass > eps, moment / mass.clamp_min(eps), torch.zeros_like(mass))
+    return ratio.clamp_min(0).sqrt()

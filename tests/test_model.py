@@ -1,0 +1,86 @@
+"""NRKNet: presets, sizes, identity start, the Neumann fusion (eq. 10-11)."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nrkdeblur.config import PRESETS, NRKConfig, preset
+from nrkdeblur.model import NRKNet, count_parameters, pyramid
+
+TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=True)
+
+
+def test_paper_preset_has_6_1_million_parameters():
+    n = count_parameters(NRKNet(preset("paper")))
+    assert abs(n - 6.1e6) / 6.1e6 < 0.10, n
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_keeps_odd_shapes(name):
+    torch.manual_seed(0)
+    model = NRKNet(preset(name)).eval()
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        out = model(x, return_gamma=True)
+    assert out.image.shape == x.shape
+    J = preset(name).num_atoms
+    assert [tuple(g.shape) for g in out.gammas] == [(1, J, 25, 33), (1, J, 49, 66), (1, J, 97, 131)]
+    assert torch.isfinite(out.image).all()
+
+
+def test_tiny_sizes_are_padded_and_cropped_back():
+    model = NRKNet(TINY).eval()
+    for shape in [(1, 3, 5, 7), (2, 3, 16, 16), (1, 3, 33, 17)]:
+        with torch.no_grad():
+            assert model(torch.rand(shape)).image.shape == shape
+
+
+def test_identity_start_returns_the_input_exactly():
+    torch.manual_seed(0)
+    model = NRKNet(preset("cpu"))
+    x, y = torch.rand(2, 3, 64, 48), torch.rand(2, 3, 64, 48)
+    out = model(x, y)  # training mode
+    assert torch.equal(out.image, x)
+    for d, xt in zip(out.reblurred, out.sharp):  # D = I
+        assert torch.allclose(d, xt, atol=1e-6)
+    # and the head still learns: gradients reach the ConvLSTM's candidate gate
+    (out.image - y).pow(2).mean().backward()
+    assert model.head.lstm.conv.weight.grad.abs().sum() > 0
+
+
+def test_output_is_the_neumann_fusion_of_eq_10():
+    """Z = Y + (I-D1)Y + up2((I-D2)^2 Y2) + up4((I-D3)^3 Y3), rebuilt from the gammas."""
+    torch.manual_seed(1)
+    model = NRKNet(dataclasses.replace(TINY, identity_start=False)).eval()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        out = model(x, return_gamma=True)
+        ys = pyramid(x, 3)
+        terms = []
+        for t, (y, g) in enumerate(zip(ys, out.gammas)):
+            for _ in range(3 - t):
+                y = y - model.blur(y, g)
+            terms.append(y)
+        up = lambda z, s: F.interpolate(z, scale_factor=s, mode="bilinear")  # noqa: E731
+        z = x + terms[2] + up(terms[1], 2) + up(terms[0], 4)
+    assert torch.allclose(out.image, z, atol=1e-6)
+
+
+def test_training_and_inference_share_one_forward():
+    torch.manual_seed(2)
+    model = NRKNet(dataclasses.replace(TINY, identity_start=False)).eval()
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        a, b = model(x), model(x, y)
+    assert torch.equal(a.image, b.image)
+    assert len(b.scale_outputs) == len(b.reblurred) == 3
+    assert a.scale_outputs is None and a.reblurred is None
+    # the finest Neumann sum of order 1 is Y + (I - D1) Y
+    assert b.scale_outputs[-1].shape == x.shape
+
+
+def test_config_rejects_unknown_mixing():
+    with pytest.raises(ValueError):
+        NRKConfig(mixing="magic")
