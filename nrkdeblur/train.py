@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from .config import NRKConfig
+from .data import PairFolder, SyntheticDefocus, dpdd, lfdof, sharp_photos
 from .losses import nrk_loss, psnr
 from .model import NRKNet
 from .weights import save_weights
@@ -43,6 +44,7 @@ class TrainSettings:
     Args:
         steps: total optimiser steps; the learning-rate schedule is laid out over them.
         batch_size: global batch, split evenly over data-parallel processes.
+        crop: side of the square training crops, in pixels (a multiple of 16).
         lr: Adam's base learning rate (paper: 1e-4).
         milestones: fractions of `steps` where the rate drops to 0.5x, 0.25x, 0.1x: the
             shape of the authors' schedule (epochs 2000/3000/4000 of 5000).
@@ -55,6 +57,7 @@ class TrainSettings:
 
     steps: int = 100_000
     batch_size: int = 8
+    crop: int = 128
     lr: float = 1e-4
     milestones: tuple[float, float, float] = (0.4, 0.6, 0.8)
     alpha: float = 0.1
@@ -86,6 +89,43 @@ class StepInfo(NamedTuple):
 class Checkpoint(NamedTuple):
     step: int
     history: list[dict]
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def is_rank0() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def open_train_data(args: dict, settings: TrainSettings) -> Dataset:
+    """The training stream named by a run's data arguments (photos | dpdd | lfdof | pairs)."""
+    chosen = [k for k in ("photos", "dpdd", "lfdof", "pairs") if args.get(k)]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one training source: --photos (repeatable), --dpdd, --lfdof or --pairs")
+    seed, crop = settings.seed, settings.crop
+    if args.get("photos"):
+        paths = sharp_photos([Path(p) for p in args["photos"]])
+        if not paths:
+            raise ValueError(f"no photos found in {', '.join(args['photos'])}")
+        return SyntheticDefocus(paths, crop=crop, seed=seed)
+    if args.get("dpdd"):
+        return dpdd(Path(args["dpdd"]), "train", crop=crop, seed=seed)
+    if args.get("lfdof"):
+        return lfdof(Path(args["lfdof"]), "train", crop=crop, seed=seed)
+    blur_dir, sharp_dir = args["pairs"]
+    return PairFolder(Path(blur_dir), Path(sharp_dir), crop=crop, seed=seed, augment=True)
+
+
+def open_val_data(folder: str | os.PathLike) -> Dataset:
+    """Whole-image validation pairs from FOLDER/blur and FOLDER/sharp."""
+    folder = Path(folder)
+    return PairFolder(folder / "blur", folder / "sharp", crop=None, seed=0, augment=False)
 
 
 def seed_everything(seed: int) -> None:

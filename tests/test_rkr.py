@@ -68,19 +68,21 @@ def test_atoms_are_normalised_with_growing_support():
 
 
 def test_recursion_uses_2_J_minus_1_one_dimensional_convolutions(monkeypatch):
+    import nrkdeblur.rkr as rkr_module
+
     calls = []
-    real = F.conv2d
+    real = rkr_module.conv3
 
-    def counting(x, w, *a, **k):
-        calls.append(tuple(w.shape[-2:]))
-        return real(x, w, *a, **k)
+    def counting(x, taps, dim):
+        calls.append((dim, tuple(taps.shape)))
+        return real(x, taps, dim)
 
-    monkeypatch.setattr(F, "conv2d", counting)
+    monkeypatch.setattr(rkr_module, "conv3", counting)
     J = 7
     rkr = RecursiveKernels(J, 3)
     with torch.no_grad():
         rkr(torch.rand(1, 3, 16, 16), torch.rand(1, J, 16, 16))
-    assert sorted(calls) == sorted([(1, 3)] * (J - 1) + [(3, 1)] * (J - 1))
+    assert sorted(calls) == sorted([(-1, (3, 3))] * (J - 1) + [(-2, (3, 3))] * (J - 1))
 
 
 def test_rms_radius_grows_when_weight_moves_to_larger_atoms():

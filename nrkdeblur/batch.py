@@ -1,0 +1,88 @@
+"""Which files to read and where to write them: pure path logic for the deblur command.
+
+Rules (README, "Usage"):
+- a file with `-o FILE` is written to FILE; several inputs or a folder need `-o DIR`;
+- a folder keeps its files' paths relative to it inside DIR (subfolders with -r);
+- with no `-o`, each file is written beside itself as <stem>_sharp<ext>;
+- the extension is kept unless a format is given; RAW files become 16-bit TIFF;
+- an output that is also an input, or the output of an earlier job, is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from .imageio import IMAGE_EXTENSIONS, RAW_EXTENSIONS
+
+EXTENSION_OF_FORMAT = {"jpeg": ".jpg", "png": ".png", "tiff": ".tiff", "webp": ".webp", "bmp": ".bmp"}
+SUPPORTED = IMAGE_EXTENSIONS | RAW_EXTENSIONS
+
+
+class Job(NamedTuple):
+    source: Path
+    output: Path
+    relative: Path  # the source's path relative to its input folder (its name for a file)
+
+
+class Problem(NamedTuple):
+    path: Path
+    reason: str
+
+
+def output_name(relative: Path, fmt: str | None, suffix: str = "") -> Path:
+    ext = relative.suffix
+    if fmt is not None:
+        ext = EXTENSION_OF_FORMAT[fmt]
+    elif ext.lower() in RAW_EXTENSIONS:
+        ext = ".tiff"
+    return relative.with_name(relative.stem + suffix + ext)
+
+
+def find_images(folder: Path, recursive: bool) -> list[Path]:
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern)
+                  if p.is_file() and p.suffix.lower() in SUPPORTED and not p.name.startswith("."))
+
+
+def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
+         fmt: str | None = None) -> tuple[list[Job], list[Problem]]:
+    """Expand inputs into jobs; inputs that cannot be used become problems."""
+    jobs: list[Job] = []
+    problems: list[Problem] = []
+    sources: list[tuple[Path, Path]] = []  # (file, relative)
+    for path in inputs:
+        if path.is_dir():
+            found = find_images(path, recursive)
+            if not found:
+                hint = "" if recursive else " (use -r for subfolders)"
+                problems.append(Problem(path, f"no images found{hint}"))
+            sources.extend((f, f.relative_to(path)) for f in found)
+        elif path.is_file():
+            sources.append((path, Path(path.name)))
+        else:
+            problems.append(Problem(path, "no such file or folder"))
+
+    one_file = len(inputs) == 1 and inputs[0].is_file()
+    to_file = output is not None and one_file and not output.is_dir() and not str(output).endswith(("/", "\\"))
+    if output is None and any(p.is_dir() for p in inputs):
+        return [], problems + [Problem(p, "a folder needs -o OUTPUT_DIR") for p in inputs if p.is_dir()]
+
+    taken = {src.resolve() for src, _ in sources}
+    written: set[Path] = set()
+    for src, rel in sources:
+        if to_file:
+            dst = output if fmt is None else output.with_suffix(EXTENSION_OF_FORMAT[fmt])
+        elif output is None:
+            dst = src.parent / output_name(Path(src.name), fmt, "_sharp")
+        else:
+            dst = output / output_name(rel, fmt)
+        key = dst.resolve()
+        if key in taken:
+            problems.append(Problem(src, f"output {dst} would overwrite an input; choose another -o"))
+        elif key in written:
+            problems.append(Problem(src, f"output {dst} is already the output of another input"))
+        else:
+            written.add(key)
+            jobs.append(Job(src, dst, rel))
+    return jobs, problems

@@ -1,0 +1,300 @@
+"""The `nrkdeblur` command. Thin: parse, call the library, report.
+
+This is the only module that imports click and rich. Library errors (ImageError,
+WeightsError, ValueError from bad settings) become one-line messages here; `--debug`
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import __version__
+from .config import PRESETS, preset
+from .batch import EXTENSION_OF_FORMAT
+from .inference import DEFAULT_OVERLAP, MIN_TILE
+from .weights import WeightsError, convert_official
+
+console = Console(stderr=True)
+
+
+class DefaultGroup(click.Group):
+    """A group whose default command is `deblur`: `nrkdeblur photo.jpg` = `nrkdeblur deblur photo.jpg`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["deblur", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nrkdeblur")
+def main() -> None:
+    """Turn defocused photos into all-in-focus ones (NRKNet, CVPR 2023).
+
+    \b
+      nrkdeblur photo.jpg -o sharp.jpg          deblur one photo
+      nrkdeblur shoot/ -o sharp/ -r             a folder, with subfolders
+      nrkdeblur IMG_1.CR2 --defocus-map maps/   RAW in, 16-bit TIFF and a defocus heatmap out
+      nrkdeblur train --help                    train your own weights
+      nrkdeblur eval BLUR/ SHARP/               measure PSNR/SSIM on pairs
+
+    Without a command, `nrkdeblur ARGS` runs `nrkdeblur deblur ARGS`.
+    """
+
+
+def fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+# --- deblur ------------------------------------------------------------------------
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output file (one input) or folder (several inputs or a folder). Default: beside the input as NAME_sharp.EXT.")
+@click.option("-r", "--recursive", is_flag=True, help="Include subfolders of input folders.")
+@click.option("--format", "fmt", type=click.Choice(sorted(EXTENSION_OF_FORMAT)), help="Output format (default: the input's; RAW gives TIFF).")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist (default: skip them, so a re-run resumes).")
+@click.option("--weights", type=click.Path(path_type=Path), help="A .safetensors from `nrkdeblur train` or `convert` (default: the shipped weights).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA if available, else CPU), cpu, cuda, mps.")
+@click.option("--half", is_flag=True, help="Half precision on a GPU (faster, slightly less exact).")
+@click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile side in pixels (default: from the memory available; whole when it fits).")
+@click.option("--tile-overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, show_default=True, help="Pixels shared by neighbouring tiles.")
+@click.option("--defocus-map", "defocus_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write NAME_defocus.png (heatmap) and NAME_defocus.tiff (float, pixels) here.")
+@click.option("--coefficients", "coef_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the coefficient maps and atoms (NAME_coefficients.safetensors, NAME_atoms.png) here.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, half, tile, tile_overlap,
+           defocus_dir, coef_dir, quiet, debug) -> None:
+    """Deblur photos: files or folders in, all-in-focus photos out.
+
+    Reads JPEG, PNG, TIFF, WebP, BMP (8 or 16 bit, grey, RGB, RGBA) and camera RAW
+    (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2). Keeps bit depth, alpha, EXIF and ICC
+    profile; applies EXIF orientation. Never writes over an input; every file is written
+    to a temporary name first, so an interrupted run leaves no broken image, and re-running
+    the same command skips what is done. Exits non-zero if any file failed.
+
+    \b
+    Examples:
+      nrkdeblur photo.jpg -o sharp.jpg
+      nrkdeblur photo.jpg                           writes photo_sharp.jpg
+      nrkdeblur shoot/ -o sharp/ -r                 keeps subfolders
+      nrkdeblur shoot/*.CR2 -o sharp/ --defocus-map maps/
+      nrkdeblur big.tif -o out.tif --tile 1024      bounded memory
+    """
+    from .pipeline import process_batch
+
+    with Reporter(quiet) as report:
+        try:
+            summary = process_batch(list(inputs), output, recursive=recursive, fmt=fmt, quality=quality,
+                                    overwrite=overwrite, weights=weights, device=resolve_device(device), half=half,
+                                    tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir, coef_dir=coef_dir,
+                                    report=report, debug=debug)
+        except WeightsError as e:
+            if debug:
+                raise
+            fail(str(e))
+    if not quiet:
+        mp_s = summary.megapixels / summary.seconds if summary.seconds > 0 else 0.0
+        console.print(f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "
+                      f"in {summary.seconds:.1f} s ({mp_s:.2f} MP/s)")
+    if summary.failed:
+        console.print(f"[red]{len(summary.failed)} failed:[/red]")
+        for path, reason in summary.failed:
+            console.print(f"  {path}: {reason}", markup=False, highlight=False)
+        sys.exit(1)
+
+
+class Reporter:
+    """Rich progress over files and, for tiled photos, over tiles; silent with --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet,
+                            transient=False)
+        self.files = self.tiles = None
+
+    def __enter__(self) -> "Reporter":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def start(self, total: int) -> None:
+        self.files = self.bar.add_task("photos", total=total)
+
+    def file_done(self) -> None:
+        self.bar.advance(self.files)
+
+    def tile(self, done: int, total: int) -> None:
+        if total <= 1:
+            return
+        if self.tiles is None:
+            self.tiles = self.bar.add_task("  tiles", total=total)
+        self.bar.update(self.tiles, completed=done, total=total)
+        if done == total:
+            self.bar.remove_task(self.tiles)
+            self.tiles = None
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            console.print(message, markup=False, highlight=False)
+
+    def error(self, path: Path, reason: str) -> None:
+        console.print(f"error: {path}: {reason}", markup=False, highlight=False, style="red")
+
+
+# --- train -------------------------------------------------------------------------
+
+@main.command()
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for checkpoints, weights and the validation curve. Re-running with the same folder resumes.")
+@click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="cpu", show_default=True,
+              help="Model size: 'cpu' (the shipped default) or 'paper' (6.1 M parameters, for a GPU).")
+@click.option("--width", type=int, help="Override the preset's U-Net width.")
+@click.option("--atoms", type=int, help="Override the preset's number of atoms J.")
+@click.option("--photos", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of sharp photos to render synthetic defocus from (repeatable).")
+@click.option("--dpdd", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="DPDD root (train_c/, val_c/, test_c/ with source/ and target/).")
+@click.option("--lfdof", type=click.Path(exists=True, file_okay=False, path_type=Path), help="LFDOF root.")
+@click.option("--pairs", nargs=2, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="BLUR_DIR SHARP_DIR: any folders of pairs matched by file name.")
+@click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Validation pairs: a folder with blur/ and sharp/ (e.g. made by `nrkdeblur make-val`).")
+@click.option("--steps", type=int, default=100_000, show_default=True, help="Total optimiser steps (sets the schedule).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Global batch size.")
+@click.option("--crop", type=int, default=128, show_default=True, help="Training crop size in pixels.")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate (paper: 1e-4).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-every", type=int, default=500, show_default=True)
+@click.option("--ckpt-every", type=int, default=100, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Data-rendering worker processes.")
+@click.option("--stop-after", type=int, help="Stop after this many steps in all (resume later).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, photos, dpdd, lfdof, pairs, val_dir, steps,
+          batch_size, crop, lr, seed, val_every, ckpt_every, workers, stop_after, device, debug) -> None:
+    """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
+
+    Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
+    pairs (--dpdd, --lfdof, --pairs). The run's settings are saved in RUN_DIR/run.json;
+    re-running with only --run-dir resumes with them. Under `torchrun --nproc_per_node N`
+    it trains data-parallel (gloo on CPU, nccl on CUDA).
+
+    \b
+    Examples:
+      nrkdeblur train --run-dir runs/cpu --photos photos/ --val val/ --steps 40000
+      nrkdeblur train --run-dir runs/cpu                       # resume
+      nrkdeblur train --run-dir runs/paper --preset paper --dpdd DPDD/ --device cuda \\
+          --batch-size 4 --crop 256 --steps 500000
+      torchrun --nproc_per_node 4 -m nrkdeblur train --run-dir runs/paper --preset paper --dpdd DPDD/
+    """
+    from . import train as training
+
+    explicit = {k for k in ctx.params if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    run_file = run_dir / "run.json"
+    args = {"preset": preset_name, "width": width, "atoms": atoms, "photos": [str(p) for p in photos], "dpdd": dpdd and str(dpdd),
+            "lfdof": lfdof and str(lfdof), "pairs": pairs and [str(p) for p in pairs], "val": val_dir and str(val_dir),
+            "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
+            "val_every": val_every, "ckpt_every": ckpt_every}
+    names = {"preset_name": "preset", "val_dir": "val"}
+    if run_file.exists():  # resume: saved settings win; explicit flags must agree
+        saved = json.loads(run_file.read_text())
+        for k in explicit:
+            key = names.get(k, k)
+            if key in saved and saved[key] != args[key]:
+                fail(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
+        args = saved
+    try:
+        config = preset(args["preset"])
+        config = dataclasses.replace(config, width=args["width"] or config.width,
+                                     num_atoms=args["atoms"] or config.num_atoms)
+        settings = training.TrainSettings(
+            steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
+            val_every=args["val_every"], ckpt_every=args["ckpt_every"], workers=workers)
+        train_data = training.open_train_data(args, settings)
+        val_data = training.open_val_data(args["val"]) if args["val"] else None
+        dev = resolve_device(device)
+        distributed = training.init_distributed(dev)
+        if not run_file.exists() and not distributed or training.is_rank0():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            run_file.write_text(json.dumps(args, indent=1))
+    except (ValueError, OSError) as e:
+        if debug:
+            raise
+        fail(str(e))
+
+    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not training.is_rank0()) as bar:
+        task = bar.add_task("train", total=settings.steps, completed=0, info="")
+
+        def on_step(s: training.StepInfo) -> None:
+            val = f" val {s.val_psnr:.2f} dB (input {s.val_input_psnr:.2f})" if s.val_psnr is not None else ""
+            bar.update(task, completed=s.step, info=f"loss {s.loss:.4f} {s.seconds_per_step:.2f} s/step{val}")
+
+        result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step)
+    if training.is_rank0():
+        console.print(f"stopped at step {result.step}/{settings.steps}; weights: {run_dir / 'last.safetensors'}")
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        fail(f"unknown device {name!r} (use auto, cpu, cuda, mps)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA GPU is available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        fail("--device mps: Apple's Metal backend is not available here")
+    return dev
+
+
+# --- convert -----------------------------------------------------------------------
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the .safetensors file.")
+def convert(checkpoint: Path, output: Path) -> None:
+    """Convert the authors' NRKNet checkpoint (.pth) to an nrkdeblur weights file.
+
+    The .pth is read with torch.load(weights_only=True): it is never unpickled as code.
+    The result is the `paper` preset and loads with `nrkdeblur --weights OUTPUT`.
+
+    \b
+    Example:
+      nrkdeblur convert NRKNet_epoch3846.pth -o nrknet-dpdd.safetensors
+    """
+    if output.resolve() == checkpoint.resolve():
+        fail("the output must differ from the checkpoint")
+    try:
+        convert_official(checkpoint, output, preset("paper"))
+    except WeightsError as e:
+        fail(str(e))
+    console.print(f"wrote {output}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

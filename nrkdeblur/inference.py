@@ -1,0 +1,138 @@
+"""Deblurring one photo: model, tiling and maps together. Arrays in, arrays out, no files.
+
+The model runs on the device its weights are on. Big photos are cut into overlapping tiles
+(tiling.py) whose size follows the memory available; each tile returns the deblurred
+pixels and, on request, the defocus-scale map and the coefficient maps, all blended the
+same way, so maps work with tiling too.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .model import NRKNet
+from .tiling import run_tiled
+
+# Defocus kernels reach ~39 px and the U-Net sees ~16x further at the coarsest scale, so
+# tiles share a wide border; measured: tiled equals untiled within 1/255 (tests/test_tiling_model.py).
+DEFAULT_OVERLAP = 128
+MIN_TILE = 256
+
+
+class Deblurred(NamedTuple):
+    image: np.ndarray  # (H, W, C) float32, the deblurred photo, not clipped
+    defocus: np.ndarray | None  # (H, W) float32, defocus scale in input pixels
+    gammas: list[np.ndarray] | None  # coarse to fine, (J, H/2^t, W/2^t) float32
+
+
+def bytes_per_pixel(model: NRKNet) -> float:
+    """Peak working memory of one forward pass per input pixel (measured on CPU for the
+    presets, float32; see `nrkdeblur bench`): U-Net activations dominate."""
+    c = model.config
+    return 4.0 * (14 * c.width + 6 * c.num_atoms + 40)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for the model's working memory on `device`."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info["MemAvailable"]
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
+                budget: int | None = None) -> int | None:
+    """Tile side for this photo, or None to process it whole.
+
+    budget: bytes the forward pass may use; default a third of what is free, at most
+    1.5 GiB on the CPU, so a 24 MP photo stays in about the same memory as a 2 MP one.
+    """
+    if budget is None:
+        budget = available_memory(device) // 3
+        if device.type == "cpu":
+            budget = min(budget, 3 << 29)
+    bpp = bytes_per_pixel(model)
+    if height * width * bpp <= budget:
+        return None
+    side = int((budget / bpp) ** 0.5) // 16 * 16
+    return max(side, MIN_TILE)
+
+
+def upsample_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-upsample a coarse map by its integer factor, cropped to `size`."""
+    f = -(-size[0] // x.shape[-2])
+    x = x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+    return x[..., : size[0], : size[1]]
+
+
+def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) -> Tensor:
+    """[1, 3, h, w] -> [1, 3 (+1) (+S*J), h, w]: image, defocus scale, coefficients.
+
+    The defocus scale combines the per-scale RMS radii r_t (rkr.rms_radius), converted
+    to input pixels by the scale's factor f_t, as sqrt(mean_t (f_t r_t)^2).
+    """
+    out = model(x, return_gamma=defocus or coefficients)
+    parts = [out.image]
+    size = x.shape[-2:]
+    if defocus:
+        S = len(out.gammas)
+        radii = model.defocus_radius(out.gammas)
+        scaled = [upsample_to(r, size) * 2 ** (S - 1 - t) for t, r in enumerate(radii)]
+        parts.append(torch.stack(scaled).pow(2).mean(0).sqrt())
+    if coefficients:
+        parts.extend(upsample_to(g, size) for g in out.gammas)
+    return torch.cat(parts, dim=1)
+
+
+@torch.inference_mode()
+def deblur(model: NRKNet, pixels: np.ndarray, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+           defocus: bool = False, coefficients: bool = False, half: bool = False,
+           on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
+    """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
+
+    tile: side of the tiles, None to process whole. half: run in bfloat16/float16 (GPU).
+    """
+    H, W, C = pixels.shape
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
+    if C == 1:
+        x = x.expand(1, 3, H, W)
+    dtype = torch.float16 if half and device.type == "cuda" else torch.float32
+
+    def fn(t: Tensor) -> Tensor:
+        t = t.to(device=device, dtype=dtype)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            y = forward_maps(model, t, defocus, coefficients)
+        return y.float().cpu()
+
+    if tile is None or (H <= tile and W <= tile):
+        y = fn(x)
+        if on_tile is not None:
+            on_tile(1, 1)
+    else:
+        y = run_tiled(fn, x, tile, overlap, on_tile)
+    image = y[0, :3].permute(1, 2, 0).numpy()
+    if C == 1:
+        image = image.mean(axis=2, keepdims=True)
+    k = 3
+    radius = None
+    if defocus:
+        radius, k = y[0, k].numpy(), k + 1
+    gammas = None
+    if coefficients:
+        J, S = model.config.num_atoms, model.config.num_scales
+        gammas = []
+        for t in range(S):
+            f = 2 ** (S - 1 - t)
+            gammas.append(np.ascontiguousarray(y[0, k + t * J : k + (t + 1) * J, ::f, ::f].numpy()))
+    return Deblurred(np.ascontiguousarray(image), radius, gammas)
