@@ -1,0 +1,688 @@
+"""Reading and writing photos: JPEG, PNG, TIFF, WebP, BMP and camera RAW files.
+
+A photo is read into a `Photo`: float32 pixels in [0, 1] (grey or RGB), the untouched
+alpha channel, the bit depth of the file (8 or 16), and the EXIF and ICC metadata to
+write back. Every problem the user can cause (missing file, not an image, truncated
+data, full disk...) raises `ImageError` with one line naming the file and the reason.
+
+Notes on Pillow:
+- Pillow has no 16-bit RGB(A) image mode: it opens 48/64-bit PNG and TIFF files as 8-bit
+  "RGB"/"RGBA", keeping only the high byte of every sample. We decode such files twice,
+  once with the "big-endian" and once with the "little-endian" unpacker, which gives the
+  high byte of every sample in one pass and the low byte in the other (the decoders undo
+  PNG filters and TIFF compression on the raw bytes first, so both passes see the same
+  bytes). 16-bit grey + alpha PNG is decoded in one pass with the plain "RGBA" unpacker,
+  which hands over the four bytes of every pixel unchanged.
+- Pillow cannot write 16-bit RGB either, so 16-bit PNG and all TIFF files are written by
+  the small encoders at the end of this module (zlib + struct). EXIF in TIFF output
+  is kept without relocating it: the EXIF block (itself a little TIFF file) is written
+  at the start of the output file, where all its offsets stay valid, and the new image
+  directory reuses its tags.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import secrets
+import struct
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"})
+RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
+
+# output format by extension, and the names accepted for write_photo(format=...)
+_FORMAT_BY_EXTENSION = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG",
+    ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP",
+}
+_FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
+_MAX_SIDE = {"JPEG": 65535, "WEBP": 16383}  # largest width or height the format can store
+_MAX_JPEG_EXIF = 65533  # an EXIF block must fit in one JPEG marker segment
+
+# camera RAW development: camera white balance, sRGB primaries and tone curve, 16 bits,
+# exposure as shot (no automatic brightening, which would clip the brightest 1%)
+_RAW_SETTINGS = dict(use_camera_wb=True, output_bps=16, no_auto_bright=True, gamma=(2.4, 12.92))
+
+_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769
+_GPS_IFD = 0x8825
+_INTEROP_IFD = 0xA005
+# tags of a TIFF's own directory that describe the photo rather than its pixel layout;
+# these (and the EXIF and GPS sub-directories) are what we keep as EXIF from a TIFF
+_TIFF_DESCRIPTIVE_TAGS = (
+    269, 270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 316, 33432,  # names, dates, dpi
+)
+# tags that describe the pixel layout (or the ICC profile) of a TIFF image: never copied
+# from the EXIF block into a TIFF we write, since we write our own
+_TIFF_LAYOUT_TAGS = frozenset({
+    254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
+    317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 513, 514, 529, 530, 531, 532, 34675,
+})
+
+
+class ImageError(Exception):
+    """A photo could not be read or written; the message is one line naming the file."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo and what is needed to write it back faithfully.
+
+    pixels: float32 array [H, W, C] in [0, 1], C = 1 (grey) or 3 (RGB), upright.
+    alpha: the original alpha channel [H, W] (uint8 or uint16, unchanged), or None.
+    bit_depth: 8 or 16, from the file's sample format (not from the pixel values).
+    exif: EXIF block starting with b"Exif\\0\\0" with the orientation reset to 1, or None.
+    icc_profile: the embedded ICC colour profile, or None (sRGB).
+    source_format: the format read: "JPEG", "PNG", "TIFF", "WEBP", "BMP", "RAW", ...
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    bit_depth: int = 8
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    source_format: str = ""
+
+
+def is_supported(path: str | os.PathLike) -> bool:
+    """True if the file's extension is one read_photo understands (case-insensitive)."""
+    suffix = Path(path).suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in RAW_EXTENSIONS
+
+
+# -----------------------------------------------------------------------------
+# errors
+
+_OS_REASONS = {
+    errno.ENOENT: "no such file or folder",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOSPC: "disk full",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "is a folder",
+    errno.ENOTDIR: "a parent of the path is not a folder",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EIO: "input/output error",
+    getattr(errno, "EDQUOT", -1): "disk quota exceeded",
+}
+
+
+def _os_reason(e: OSError) -> str:
+    """A short human reason for an OSError, e.g. "disk full"."""
+    return _OS_REASONS.get(e.errno) or (e.strerror or str(e)).lower()
+
+
+@contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Turn the exceptions of opening and decoding an image into ImageError."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise ImageError(f"{path}: no such file") from e
+    except UnidentifiedImageError as e:
+        if path.is_file() and path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file") from e
+        raise ImageError(f"{path}: not an image file (cannot identify image)") from e
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: image too large to open safely ({e})") from e
+    except OSError as e:
+        if e.errno is not None:  # a real I/O error; Pillow's decoding errors have none
+            raise ImageError(f"{path}: cannot read: {_os_reason(e)}") from e
+        raise ImageError(f"{path}: truncated or corrupt image data ({e})") from e
+    except (SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError) as e:
+        # Pillow's plugins signal malformed headers and unsupported layouts with these
+        raise ImageError(f"{path}: corrupt or unsupported image data ({e})") from e
+
+
+# -----------------------------------------------------------------------------
+# reading
+
+
+def read_photo(path: str | os.PathLike) -> Photo:
+    """Read a photo (JPEG, PNG, TIFF, WebP, BMP or camera RAW), upright, fully decoded.
+
+    Raises ImageError for missing, unreadable, non-image, truncated or corrupt files.
+    """
+    path = Path(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return _read_raw(path)
+    with _read_errors(path):
+        with Image.open(path) as im:
+            source_format = im.format or "UNKNOWN"
+            tiles = list(im.tile)  # the decoder setup, cleared by load()
+            if im.format != "TIFF":
+                im.load()  # full decode here, so truncated files fail now
+            exif, orientation = _read_exif(im)  # TIFF: before load(), which closes the file
+            im.load()
+            if im.format == "TIFF" and _ORIENTATION not in im.tag_v2:
+                orientation = 1  # newer Pillow (13) turns TIFFs upright itself in load()
+            icc = im.info.get("icc_profile") or None
+            if _is_wide_color(im, tiles):
+                color, alpha, bit_depth = _decode_wide_color(path, tiles)
+            else:
+                if im.mode == "CMYK":
+                    icc = None  # a CMYK profile no longer fits the RGB pixels
+                color, alpha, bit_depth = _split_pil_image(im)
+    color = _orient(color, orientation)
+    alpha = None if alpha is None else _orient(alpha, orientation)
+    pixels = color.astype(np.float32)
+    pixels /= 255.0 if bit_depth == 8 else 65535.0
+    return Photo(pixels, alpha, bit_depth, exif, icc, source_format)
+
+
+def _split_pil_image(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Pixels of an image in any ordinary Pillow mode: (color [H,W,C], alpha [H,W] | None, bits)."""
+    mode = im.mode
+    transparent = "transparency" in im.info
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(im).astype(np.uint16)[..., None], None, 16
+    if mode == "I":  # 16-bit grey in older Pillow versions
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None], None, 16
+    if mode == "1" or (mode == "L" and not transparent):
+        im = im.convert("L")
+    elif mode in ("L", "LA", "La"):
+        im = im.convert("LA")
+    elif mode in ("P", "PA"):
+        has_alpha = mode == "PA" or transparent or (im.palette is not None and im.palette.mode == "RGBA")
+        im = im.convert("RGBA" if has_alpha else "RGB")
+    elif mode in ("RGBA", "RGBa") or (mode == "RGB" and transparent):
+        im = im.convert("RGBA")
+    elif mode in ("RGB", "RGBX", "CMYK", "YCbCr"):
+        im = im.convert("RGB")
+    else:
+        raise ValueError(f"unsupported pixel format {mode!r}")
+    a = np.asarray(im)
+    if a.ndim == 2:
+        a = a[..., None]
+    if im.mode in ("LA", "RGBA"):
+        return np.ascontiguousarray(a[..., :-1]), np.ascontiguousarray(a[..., -1]), 8
+    return a, None, 8
+
+
+def _tile_rawmode(args: object) -> str:
+    """The raw mode in a Pillow tile's decoder arguments (a string or a tuple starting with one)."""
+    return args if isinstance(args, str) else args[0]
+
+
+def _is_wide_color(im: Image.Image, tiles: list) -> bool:
+    """True for 16-bit colour images, which Pillow decodes to 8 bits by default."""
+    if im.mode not in ("RGB", "RGBA"):
+        return False
+    bits = im.tag_v2.get(258, (8,)) if hasattr(im, "tag_v2") else (8,)
+    if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+        return True  # a TIFF; _decode_wide_color rejects the layouts it cannot read
+    return any(";16" in _tile_rawmode(t[3]) for t in tiles)
+
+
+def _decode_wide_color(path: Path, tiles: list) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decode a 16-bit RGB, RGBA or grey+alpha image to uint16 samples (see module notes)."""
+    rawmodes = {_tile_rawmode(t[3]) for t in tiles}
+    if rawmodes == {"LA;16B"}:  # 16-bit grey + alpha PNG, opened by Pillow as RGBA
+        b = _decode_with_rawmode(path, "RGBA").astype(np.uint16)
+        return (b[..., 0] << 8 | b[..., 1])[..., None], b[..., 2] << 8 | b[..., 3], 16
+    rawmode = _tile_rawmode(tiles[0][3])
+    if len(rawmodes) != 1 or not rawmode.endswith((";16B", ";16L", ";16N")):
+        # e.g. planar TIFF, whose 16-bit samples Pillow cannot decode correctly at all
+        raise ValueError(f"unsupported high-bit-depth sample layout {sorted(rawmodes)}")
+    big = _decode_with_rawmode(path, rawmode[:-1] + "B").astype(np.uint16)  # first byte
+    little = _decode_with_rawmode(path, rawmode[:-1] + "L").astype(np.uint16)  # second byte
+    stored_big_endian = rawmode.endswith("B") or (rawmode.endswith("N") and sys.byteorder == "big")
+    hi, lo = (big, little) if stored_big_endian else (little, big)
+    samples = hi << 8 | lo
+    if samples.shape[-1] == 4:
+        return np.ascontiguousarray(samples[..., :3]), np.ascontiguousarray(samples[..., 3]), 16
+    return samples, None, 16
+
+
+def _decode_with_rawmode(path: Path, rawmode: str) -> np.ndarray:
+    """Open the file again and decode it with every tile's raw mode replaced by `rawmode`."""
+    with Image.open(path) as im:
+        im.tile = [_with_rawmode(tile, rawmode) for tile in im.tile]
+        im.load()
+        return np.asarray(im)
+
+
+def _with_rawmode(tile: tuple, rawmode: str) -> tuple:
+    """A copy of a Pillow tile descriptor (codec, extents, offset, args) with another raw mode."""
+    args = tile[3]
+    args = rawmode if isinstance(args, str) else (rawmode, *args[1:])
+    return tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)
+
+
+def _read_exif(im: Image.Image) -> tuple[bytes | None, int]:
+    """(EXIF block to keep, with orientation reset to 1; the orientation to apply, 1..8).
+
+    A photo whose EXIF cannot be parsed is read without it: (None, 1).
+    """
+    try:
+        exif = im.getexif()
+        orientation = exif.get(_ORIENTATION, 1)
+        if im.format == "TIFF":
+            return _exif_from_tiff_tags(exif), orientation if orientation in range(1, 9) else 1
+    except (SyntaxError, ValueError, TypeError, EOFError, struct.error, KeyError, IndexError):
+        return None, 1
+    if orientation not in range(1, 9):
+        orientation = 1
+    blob = im.info.get("exif")
+    if not blob:
+        return None, orientation
+    if not blob.startswith(b"Exif\x00\x00"):
+        blob = b"Exif\x00\x00" + blob  # WebP stores the block without the marker
+    return _reset_orientation(blob), orientation
+
+
+def _exif_from_tiff_tags(exif: Image.Exif) -> bytes | None:
+    """EXIF block made of a TIFF's descriptive tags and its EXIF/GPS sub-directories.
+
+    exif: the TIFF's first directory as Pillow reads it (all tags, pixel layout included).
+    """
+    out = Image.Exif()
+    for tag in _TIFF_DESCRIPTIVE_TAGS:
+        if tag in exif:
+            out[tag] = exif[tag]
+    for ifd_tag in (_EXIF_IFD, _GPS_IFD):
+        if ifd_tag in exif:
+            sub = dict(exif.get_ifd(ifd_tag))
+            if ifd_tag == _EXIF_IFD and _INTEROP_IFD in sub:
+                interop = dict(exif.get_ifd(_INTEROP_IFD))
+                if interop:
+                    sub[_INTEROP_IFD] = interop
+                else:
+                    del sub[_INTEROP_IFD]
+            if sub:
+                out[ifd_tag] = sub
+    if not len(out):
+        return None
+    if _ORIENTATION in out:
+        out[_ORIENTATION] = 1
+    return out.tobytes()
+
+
+def _reset_orientation(blob: bytes) -> bytes:
+    """The EXIF block with its Orientation tag set to 1 in place (unchanged if it has none)."""
+    data = bytearray(blob)
+    start = 6  # after b"Exif\0\0"
+    endian = {b"II": "<", b"MM": ">"}.get(bytes(data[start:start + 2]))
+    if endian is None:
+        return blob
+    try:
+        (ifd,) = struct.unpack_from(endian + "I", data, start + 4)
+        (count,) = struct.unpack_from(endian + "H", data, start + ifd)
+        for i in range(count):
+            entry = start + ifd + 2 + 12 * i
+            tag, typ, n = struct.unpack_from(endian + "HHI", data, entry)
+            if tag == _ORIENTATION and typ == 3 and n == 1:  # one SHORT, stored inline
+                struct.pack_into(endian + "H", data, entry + 8, 1)
+    except struct.error:
+        return blob
+    return bytes(data)
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an [H, W, ...] array so that it is upright."""
+    if orientation == 2:
+        a = a[:, ::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 4:
+        a = a[::-1]
+    elif orientation == 5:
+        a = a.swapaxes(0, 1)
+    elif orientation == 6:
+        a = np.rot90(a, -1)  # 90 degrees clockwise
+    elif orientation == 7:
+        a = a[::-1, ::-1].swapaxes(0, 1)
+    elif orientation == 8:
+        a = np.rot90(a, 1)  # 90 degrees counter-clockwise
+    return np.ascontiguousarray(a)
+
+
+def _read_raw(path: Path) -> Photo:
+    """Develop a camera RAW file with LibRaw (rawpy) to a 16-bit sRGB photo."""
+    import rawpy
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ImageError(f"{path}: no such file") from e
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read: {_os_reason(e)}") from e
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            rgb = raw.postprocess(**_RAW_SETTINGS)
+    except rawpy.LibRawFileUnsupportedError as e:
+        raise ImageError(f"{path}: not a supported RAW file") from e
+    except (rawpy.LibRawError, ValueError) as e:
+        detail = e.args[0] if e.args else type(e).__name__
+        if isinstance(detail, bytes):
+            detail = detail.decode(errors="replace")
+        raise ImageError(f"{path}: truncated or corrupt RAW data ({str(detail).lower()})") from e
+    pixels = rgb.astype(np.float32)
+    pixels /= 65535.0
+    return Photo(pixels, None, 16, _raw_exif(data), None, "RAW")
+
+
+def _raw_exif(data: bytes) -> bytes | None:
+    """Best effort: the EXIF of a TIFF-based RAW file (DNG, CR2, NEF, ARW...), else None.
+
+    LibRaw turns the pixels upright, so the kept orientation is 1.
+    """
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    try:
+        exif = Image.Exif()
+        exif.load(data)  # the file's first directory, as for an EXIF block
+        return _exif_from_tiff_tags(exif)
+    except Exception:  # metadata is optional: any failure to parse it means "none"
+        return None
+
+
+# -----------------------------------------------------------------------------
+# writing
+
+
+def write_photo(
+    path: str | os.PathLike, photo: Photo, quality: int = 95, format: str | None = None
+) -> None:
+    """Write a photo atomically; the format comes from the extension unless given.
+
+    PNG and TIFF are written with 16 bits per sample when photo.bit_depth is 16; JPEG,
+    WebP and BMP are 8-bit formats. Pixels are rounded to the nearest level and clipped.
+    The alpha channel is written back unchanged (JPEG and BMP drop it: Pillow writes no
+    BMP alpha that it reads back), EXIF and ICC where the format holds them (not BMP).
+    quality: JPEG and WebP quality (1-100). The file is written to a hidden temporary
+    file in the same folder, synced, then renamed over the target, so a failed write
+    never leaves a half-written photo behind.
+    """
+    path = Path(path)
+    fmt = _output_format(path, format)
+    height, width = photo.pixels.shape[:2]
+    if max(height, width) > _MAX_SIDE.get(fmt, 2**32 - 1):
+        raise ImageError(f"{path}: {width} x {height} is too large for {fmt} (max {_MAX_SIDE[fmt]} px a side)")
+    color, alpha = _to_samples(photo, 16 if fmt in ("PNG", "TIFF") and photo.bit_depth == 16 else 8)
+    exif = photo.exif or None
+    if exif and not exif.startswith(b"Exif\x00\x00"):
+        exif = b"Exif\x00\x00" + exif
+    icc = photo.icc_profile or None
+
+    def encode(f: BinaryIO) -> None:
+        if fmt == "TIFF":
+            _write_tiff(f, color, alpha, exif, icc)
+        elif fmt == "PNG" and color.dtype == np.uint16:
+            _write_png16(f, color, alpha, exif, icc)
+        else:
+            _write_with_pillow(f, fmt, color, alpha, exif, icc, quality)
+
+    atomic_write(path, encode)
+
+
+def _output_format(path: Path, format: str | None) -> str:
+    """The Pillow format name to write: from `format` if given, else from the extension."""
+    if format is not None:
+        name = _FORMAT_ALIASES.get(format.upper().lstrip("."), format.upper().lstrip("."))
+        if name not in _FORMAT_BY_EXTENSION.values():
+            raise ImageError(f"{path}: unsupported output format {format!r}")
+        return name
+    suffix = path.suffix.lower()
+    if suffix in RAW_EXTENSIONS:
+        raise ImageError(f"{path}: cannot write camera RAW files (use .tif or .png)")
+    if suffix not in _FORMAT_BY_EXTENSION:
+        raise ImageError(f"{path}: unknown output format (use .jpg, .png, .tif, .webp or .bmp)")
+    return _FORMAT_BY_EXTENSION[suffix]
+
+
+def _to_samples(photo: Photo, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Integer samples to write: (color [H,W,C], alpha [H,W] | None), uint8 or uint16."""
+    pixels = photo.pixels
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+        raise ValueError(f"pixels must be [H, W, 1] or [H, W, 3], got {pixels.shape}")
+    dtype = np.uint16 if bits == 16 else np.uint8
+    top = np.float32(65535.0 if bits == 16 else 255.0)
+    scaled = pixels.astype(np.float32) * top  # one float copy, then worked on in place
+    np.nan_to_num(scaled, copy=False, nan=0.0)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, top, out=scaled)
+    color = scaled.astype(dtype)
+    alpha = photo.alpha
+    if alpha is None:
+        return color, None
+    if alpha.shape != pixels.shape[:2] or alpha.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"alpha must be uint8 or uint16 [H, W], got {alpha.dtype} {alpha.shape}")
+    if alpha.dtype == np.uint16 and bits == 8:
+        alpha = ((alpha.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif alpha.dtype == np.uint8 and bits == 16:
+        alpha = alpha.astype(np.uint16) * 257
+    return color, alpha
+
+
+def _write_with_pillow(
+    f: BinaryIO, fmt: str, color: np.ndarray, alpha: np.ndarray | None,
+    exif: bytes | None, icc: bytes | None, quality: int,
+) -> None:
+    """Encode 8-bit samples with Pillow (JPEG, WebP, BMP and 8-bit PNG)."""
+    grey = color.shape[2] == 1
+    if alpha is not None and fmt in ("PNG", "WEBP"):
+        if grey and fmt == "WEBP":  # WebP has no grey + alpha
+            color, grey = np.repeat(color, 3, axis=2), False
+        im = Image.fromarray(np.dstack([color, alpha]), "LA" if grey else "RGBA")
+    else:
+        im = Image.fromarray(color[..., 0] if grey else color, "L" if grey else "RGB")
+    params: dict[str, object] = {}
+    if fmt in ("JPEG", "WEBP"):
+        params["quality"] = quality
+    if fmt == "JPEG" and quality >= 90:
+        params["subsampling"] = 0  # full-resolution colour at high quality
+    if fmt == "JPEG" and exif and len(exif) > _MAX_JPEG_EXIF:
+        exif = None  # too large for JPEG (e.g. a huge maker note): written without it
+    if fmt != "BMP":
+        if exif:
+            params["exif"] = exif
+        if icc:
+            params["icc_profile"] = icc
+    im.save(f, format=fmt, **params)
+
+
+def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
+    """Write through encode(file) to a temporary file, fsync it, then rename it onto path."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot create folder {path.parent}: {_os_reason(e)}") from e
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "xb") as f:
+            encode(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ImageError(f"{path}: cannot write: {_os_reason(e)}") from e
+        raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Best effort: flush the folder entry of a renamed file to disk (POSIX only)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -----------------------------------------------------------------------------
+# PNG encoder for 16-bit samples
+
+
+def _write_png16(
+    f: BinaryIO, color: np.ndarray, alpha: np.ndarray | None, exif: bytes | None, icc: bytes | None
+) -> None:
+    """Write a 16-bit grey, grey+alpha, RGB or RGBA PNG (Sub filter, zlib level 6)."""
+    samples = color if alpha is None else np.dstack([color, alpha])
+    h, w, s = samples.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[s]
+    f.write(b"\x89PNG\r\n\x1a\n")
+    _png_chunk(f, b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+    if icc:
+        _png_chunk(f, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        _png_chunk(f, b"eXIf", exif[6:])
+    bpp = 2 * s  # bytes per pixel
+    compressor = zlib.compressobj(6)
+    rows_per_block = max(1, (1 << 20) // (w * bpp))
+    for y in range(0, h, rows_per_block):
+        rows = samples[y:y + rows_per_block].astype(">u2").view(np.uint8).reshape(-1, w * bpp)
+        filtered = rows.copy()
+        filtered[:, bpp:] -= rows[:, :-bpp]  # Sub filter: difference to the pixel on the left
+        block = np.empty((len(rows), 1 + w * bpp), np.uint8)
+        block[:, 0] = 1
+        block[:, 1:] = filtered
+        data = compressor.compress(block.tobytes())
+        if data:
+            _png_chunk(f, b"IDAT", data)
+    _png_chunk(f, b"IDAT", compressor.flush())
+    _png_chunk(f, b"IEND", b"")
+
+
+def _png_chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
+    """Write one PNG chunk: length, type, data, CRC."""
+    f.write(struct.pack(">I", len(data)) + kind + data)
+    f.write(struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+# -----------------------------------------------------------------------------
+# TIFF encoder (8 and 16 bits, deflate with horizontal predictor)
+
+
+def _write_tiff(
+    f: BinaryIO, color: np.ndarray, alpha: np.ndarray | None, exif: bytes | None, icc: bytes | None
+) -> None:
+    """Write a deflate-compressed grey/RGB(A) TIFF with 8- or 16-bit samples.
+
+    Layout: [EXIF block or plain header] [strips] [image directory]. The EXIF block
+    (a TIFF structure) goes at offset 0 so its internal offsets stay valid; its first
+    directory's tags are reused in ours and its header is patched to point to ours.
+    """
+    if alpha is not None and color.shape[2] == 1 and color.dtype == np.uint16:
+        color = np.repeat(color, 3, axis=2)  # Pillow cannot open 16-bit grey + alpha TIFF
+    samples = color if alpha is None else np.dstack([color, alpha])
+    h, w, s = samples.shape
+    bits = samples.dtype.itemsize * 8
+    exif_entries = _exif_ifd0_entries(exif[6:]) if exif else None
+    if exif_entries is not None:
+        endian = "<" if exif[6:8] == b"II" else ">"
+        f.write(exif[6:])
+    else:
+        endian, exif_entries = "<", []
+        f.write(b"II*\x00\x00\x00\x00\x00")
+    if f.tell() % 2:
+        f.write(b"\x00")
+
+    row_bytes = w * s * samples.dtype.itemsize
+    rows_per_strip = max(1, (1 << 18) // row_bytes)
+    offsets, counts = [], []
+    for y in range(0, h, rows_per_strip):
+        strip = samples[y:y + rows_per_strip]
+        diff = strip.copy()
+        diff[:, 1:] -= strip[:, :-1]  # predictor 2: difference to the pixel on the left
+        data = zlib.compress(diff.astype(endian + ("u2" if bits == 16 else "u1")).tobytes(), 6)
+        offsets.append(f.tell())
+        counts.append(len(data))
+        f.write(data)
+        if f.tell() % 2:
+            f.write(b"\x00")
+
+    def short(*v: int) -> bytes:
+        return struct.pack(f"{endian}{len(v)}H", *v)
+
+    def long(*v: int) -> bytes:
+        return struct.pack(f"{endian}{len(v)}I", *v)
+
+    entries = [
+        (256, 4, 1, long(w)),
+        (257, 4, 1, long(h)),
+        (258, 3, s, short(*[bits] * s)),
+        (259, 3, 1, short(8)),  # Adobe deflate
+        (262, 3, 1, short(2 if s >= 3 else 1)),  # RGB or grey (black is zero)
+        (273, 4, len(offsets), long(*offsets)),
+        (277, 3, 1, short(s)),
+        (278, 4, 1, long(rows_per_strip)),
+        (279, 4, len(counts), long(*counts)),
+        (284, 3, 1, short(1)),  # samples interleaved
+        (317, 3, 1, short(2)),  # horizontal differencing
+    ]
+    if alpha is not None:
+        entries.append((338, 3, 1, short(2)))  # unassociated alpha
+    if icc:
+        entries.append((34675, 7, len(icc), icc))
+    used = {e[0] for e in entries}
+    entries += [e for e in exif_entries if e[0] not in used and e[0] not in _TIFF_LAYOUT_TAGS]
+    ifd_offset = f.tell()
+    f.write(_ifd_bytes(entries, ifd_offset, endian))
+    f.seek(4)
+    f.write(struct.pack(endian + "I", ifd_offset))
+    f.seek(0, io.SEEK_END)
+
+
+def _ifd_bytes(entries: list[tuple[int, int, int, bytes]], offset: int, endian: str) -> bytes:
+    """A TIFF directory placed at `offset`: entries (tag, type, count, value bytes).
+
+    Values of up to 4 bytes are stored in the entry itself (so a 4-byte offset copied
+    from another directory is kept as is); longer ones follow the directory.
+    """
+    entries = sorted(entries)
+    data_offset = offset + 2 + 12 * len(entries) + 4
+    table = bytearray(struct.pack(endian + "H", len(entries)))
+    extra = bytearray()
+    for tag, typ, count, value in entries:
+        if len(value) <= 4:
+            field = value.ljust(4, b"\x00")
+        else:
+            if len(extra) % 2:
+                extra += b"\x00"
+            field = struct.pack(endian + "I", data_offset + len(extra))
+            extra += value
+        table += struct.pack(endian + "HHI", tag, typ, count) + field
+    table += struct.pack(endian + "I", 0)  # no next directory
+    return bytes(table + extra)
+
+
+def _exif_ifd0_entries(tiff: bytes) -> list[tuple[int, int, int, bytes]] | None:
+    """The first directory of an EXIF TIFF structure as (tag, type, count, 4-byte field).
+
+    None if the block is not a valid TIFF structure.
+    """
+    endian = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if endian is None:
+        return None
+    try:
+        magic, ifd = struct.unpack_from(endian + "HI", tiff, 2)
+        (count,) = struct.unpack_from(endian + "H", tiff, ifd)
+        entries = []
+        for i in range(count):
+            entry = ifd + 2 + 12 * i
+            tag, typ, n = struct.unpack_from(endian + "HHI", tiff, entry)
+            entries.append((tag, typ, n, tiff[entry + 8:entry + 12]))
+            if len(entries[-1][3]) != 4:
+                return None
+    except struct.error:
+        return None
+    return entries if magic == 42 else None

@@ -1,0 +1,152 @@
+"""Tiled processing of images too big to process in one piece.
+
+The image is cut into overlapping tiles of at most `tile` x `tile` pixels; every tile is
+processed on its own and the results are blended with feathering windows:
+
+- Along each axis the tiles are spaced evenly, the first flush with the top/left border
+  and the last flush with the bottom/right border (shifted back, never shrunk), so that
+  neighbours share at least `overlap` pixels.
+- A tile's window is 1 in its interior and at the image border, and fades out towards
+  an inner tile edge across `overlap` pixels: it is 0 on the outermost quarter of the
+  overlap, rises along a raised cosine across the middle half and is 1 beyond. The pixels
+  nearest a tile edge, where a network sees the least context, are thus never used, and
+  for any fn whose output at a pixel depends only on inputs within overlap // 4 pixels
+  (a convolution with a kernel of up to 2 * (overlap // 4) + 1 pixels, say) the tiled
+  result equals the untiled one up to float rounding.
+- The windows are separable and the tiles form a grid, so the windows are normalised
+  per axis to sum to exactly 1 at every pixel: the output is a plain weighted sum, and
+  memory is the output plus the work of one tile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class Tile(NamedTuple):
+    """A tile: rows y0..y1 and columns x0..x1 (end-exclusive) of the image."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def _check_sizes(tile: int, overlap: int) -> None:
+    if tile < 1 or overlap < 0 or overlap >= tile:
+        raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start positions of tiles of `tile` px covering 0..size, evenly spaced, last one flush.
+
+    Neighbours overlap by at least `overlap` px; a single tile at 0 if size <= tile.
+    """
+    _check_sizes(tile, overlap)
+    if size <= tile:
+        return [0]
+    n = math.ceil((size - tile) / (tile - overlap)) + 1
+    return [i * (size - tile) // (n - 1) for i in range(n)]
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+    """Tiles of at most tile x tile px covering the image, row by row (see module notes)."""
+    th, tw = min(tile, height), min(tile, width)
+    return [
+        Tile(y, y + th, x, x + tw)
+        for y in _tile_starts(height, tile, overlap)
+        for x in _tile_starts(width, tile, overlap)
+    ]
+
+
+def _ramp(overlap: int) -> Tensor:
+    """Rising half of a feathering window: `overlap` weights from ~0 up to ~1 (float32).
+
+    0 on the first overlap // 4 px, a raised cosine across the middle, 1 on the last
+    overlap // 4 px. Symmetric: ramp[i] + ramp[overlap - 1 - i] == 1.
+    """
+    margin = overlap // 4
+    n = overlap - 2 * margin
+    t = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    rise = (0.5 - 0.5 * torch.cos(math.pi * t)).float()
+    return torch.cat([torch.zeros(margin), rise, torch.ones(margin)])
+
+
+def _window_1d(length: int, overlap: int, at_start: bool, at_end: bool) -> Tensor:
+    """Feathering window along one axis: 1 inside and at image borders, ramps at inner edges."""
+    w = torch.ones(length)
+    n = min(overlap, length)
+    if not at_start:
+        w[:n] = torch.minimum(w[:n], _ramp(overlap)[:n])
+    if not at_end:
+        w[length - n:] = torch.minimum(w[length - n:], _ramp(overlap).flip(0)[overlap - n:])
+    return w
+
+
+def blend_weights(
+    tile_h: int, tile_w: int, overlap: int,
+    at_top: bool, at_bottom: bool, at_left: bool, at_right: bool,
+) -> Tensor:
+    """Feathering window [tile_h, tile_w] of a tile (not normalised; see module notes).
+
+    The at_* flags say which sides of the tile lie on the image border, where the window
+    stays 1 so that nothing darkens at the edges of the image.
+    """
+    wy = _window_1d(tile_h, overlap, at_top, at_bottom)
+    wx = _window_1d(tile_w, overlap, at_left, at_right)
+    return wy[:, None] * wx[None, :]
+
+
+def _axis_weights(size: int, tile: int, overlap: int) -> list[tuple[int, int, Tensor]]:
+    """(start, stop, weights) of the tiles along one axis; the weights sum to 1 at every pixel."""
+    length = min(tile, size)
+    starts = _tile_starts(size, tile, overlap)
+    windows = [_window_1d(length, overlap, s == 0, s + length == size) for s in starts]
+    total = torch.zeros(size)
+    for s, w in zip(starts, windows):
+        total[s:s + length] += w
+    return [(s, s + length, w / total[s:s + length]) for s, w in zip(starts, windows)]
+
+
+def run_tiled(
+    fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Apply fn to x tile by tile and blend the results.
+
+    x: [1, C, H, W] on any device. fn maps a tile [1, C, h, w] (a view of x, on x's
+    device) to [1, K, h, w] for any K. Returns [1, K, H, W] float32 on the CPU: each
+    tile's output is moved to the CPU and added in with its normalised window, so memory
+    is the output plus one tile's work. on_tile(done, total) is called after every tile.
+    The result is detached from autograd: this is for inference. Errors in fn propagate.
+    """
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"x must be [1, C, H, W], got {list(x.shape)}")
+    _check_sizes(tile, overlap)
+    height, width = x.shape[-2:]
+    rows = _axis_weights(height, tile, overlap)
+    cols = _axis_weights(width, tile, overlap)
+    total = len(rows) * len(cols)
+    out: Tensor | None = None
+    done = 0
+    for y0, y1, wy in rows:
+        for x0, x1, wx in cols:
+            y = fn(x[:, :, y0:y1, x0:x1])
+            if y.dim() != 4 or y.shape[0] != 1 or tuple(y.shape[-2:]) != (y1 - y0, x1 - x0):
+                raise ValueError(f"fn must return [1, K, {y1 - y0}, {x1 - x0}], got {list(y.shape)}")
+            y = y.detach().to("cpu", torch.float32)
+            if out is None:
+                out = torch.zeros(1, y.shape[1], height, width)
+            elif y.shape[1] != out.shape[1]:
+                raise ValueError(f"fn returned {y.shape[1]} channels, earlier tiles had {out.shape[1]}")
+            out[:, :, y0:y1, x0:x1].addcmul_(y, wy[:, None] * wx[None, :])
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
+    assert out is not None
+    return out

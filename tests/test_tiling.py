@@ -1,0 +1,155 @@
+"""Tests for nrkdeblur.tiling: tile plans, feathering windows and tiled == untiled."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nrkdeblur.tiling import Tile, blend_weights, plan_tiles, run_tiled
+
+
+def coverage(tiles: list[Tile], height: int, width: int) -> torch.Tensor:
+    count = torch.zeros(height, width, dtype=torch.int32)
+    for t in tiles:
+        count[t.y0:t.y1, t.x0:t.x1] += 1
+    return count
+
+
+@pytest.mark.parametrize(
+    "height, width, tile, overlap",
+    [(97, 131, 32, 8), (97, 131, 48, 16), (512, 512, 256, 32), (513, 1000, 256, 32),
+     (3000, 4000, 512, 64), (300, 40, 64, 63), (50, 50, 10, 0)],
+)
+def test_plan_tiles_cover_the_image_with_enough_overlap(height, width, tile, overlap):
+    tiles = plan_tiles(height, width, tile, overlap)
+    assert (coverage(tiles, height, width) >= 1).all()
+    for t in tiles:  # full size (shifted back at the border, never shrunk), inside the image
+        assert (t.y1 - t.y0, t.x1 - t.x0) == (min(tile, height), min(tile, width))
+        assert 0 <= t.y0 and t.y1 <= height and 0 <= t.x0 and t.x1 <= width
+    ys = sorted({(t.y0, t.y1) for t in tiles})
+    xs = sorted({(t.x0, t.x1) for t in tiles})
+    assert ys[0][0] == 0 and ys[-1][1] == height and xs[0][0] == 0 and xs[-1][1] == width
+    for spans in (ys, xs):
+        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+            assert a0 < b0 and a1 - b0 >= overlap
+    assert len(tiles) == len(ys) * len(xs)
+
+
+def test_plan_tiles_single_tile_when_the_image_fits():
+    assert plan_tiles(100, 80, 128, 16) == [Tile(0, 100, 0, 80)]
+    assert plan_tiles(128, 128, 128, 16) == [Tile(0, 128, 0, 128)]
+    assert len(plan_tiles(129, 128, 128, 16)) == 2
+
+
+@pytest.mark.parametrize("tile, overlap", [(0, 0), (16, 16), (16, 20), (16, -1)])
+def test_plan_tiles_rejects_bad_sizes(tile, overlap):
+    with pytest.raises(ValueError):
+        plan_tiles(100, 100, tile, overlap)
+
+
+def test_blend_weights_feather_inner_edges_only():
+    w = blend_weights(64, 64, 16, at_top=True, at_bottom=False, at_left=False, at_right=True)
+    assert w.shape == (64, 64) and w.dtype == torch.float32
+    assert ((w >= 0) & (w <= 1)).all()
+    assert (w[:48, 16:] == 1).all()  # interior and the image border (top, right) stay 1
+    row = w[20]  # across the left (inner) edge: 0 on the first quarter of the overlap, then rises
+    assert (row[:4] == 0).all() and (row[12:] == 1).all()
+    assert (row[1:] >= row[:-1]).all() and (row[1:] - row[:-1]).max() < 0.3  # monotone, smooth
+    assert torch.allclose(w[:, 20].flip(0)[:16], row[:16])  # same ramp at the bottom edge
+    ramp = row[:16]
+    assert torch.allclose(ramp + ramp.flip(0), torch.ones(16))  # neighbours' ramps sum to 1
+    assert (blend_weights(10, 7, 4, True, True, True, True) == 1).all()  # a lone tile
+
+
+def test_normalised_weights_sum_to_one():
+    x = torch.rand(1, 2, 97, 131)
+    ones = run_tiled(torch.ones_like, x, tile=32, overlap=12)
+    assert torch.allclose(ones, torch.ones_like(ones), atol=1e-6, rtol=0)
+    assert torch.allclose(run_tiled(lambda t: t, x, tile=40, overlap=10), x, atol=1e-6, rtol=0)
+
+
+def conv9(t: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """A fixed 9x9 convolution with replicate padding (receptive radius 4)."""
+    return F.conv2d(F.pad(t, (4, 4, 4, 4), mode="replicate"), kernel)
+
+
+@pytest.mark.parametrize("height, width, tile", [(97, 131, 48), (64, 200, 40), (20, 30, 64)])
+def test_tiled_convolution_equals_untiled(height, width, tile):
+    torch.manual_seed(0)
+    kernel = torch.randn(2, 3, 9, 9) / 9  # 3 channels in, 2 out
+    x = torch.rand(1, 3, height, width)
+    want = conv9(x, kernel)
+    got = run_tiled(lambda t: conv9(t, kernel), x, tile=tile, overlap=16)  # radius 4 <= 16 // 4
+    assert got.shape == (1, 2, height, width)
+    assert (got - want).abs().max() < 1e-5
+
+
+def test_tiled_cnn_equals_untiled():
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
+        nn.Conv2d(8, 3, 3, padding=1, padding_mode="replicate"),
+    ).eval()  # receptive radius 3
+    x = torch.rand(1, 3, 97, 131)
+    with torch.no_grad():
+        want = net(x)
+        got = run_tiled(net, x, tile=40, overlap=12)
+    assert (got - want).abs().max() < 1e-5
+
+
+def test_image_smaller_than_a_tile_is_one_call():
+    calls = []
+    x = torch.rand(1, 1, 20, 30)
+    got = run_tiled(lambda t: calls.append(t.shape) or t * 3, x, tile=64, overlap=16)
+    assert calls == [torch.Size([1, 1, 20, 30])]
+    assert torch.equal(got, x * 3)
+
+
+def test_progress_callback_and_output_on_cpu():
+    seen = []
+    x = torch.rand(1, 3, 97, 131, dtype=torch.float64)
+    got = run_tiled(lambda t: t[:, :1], x, tile=32, overlap=8, on_tile=lambda d, n: seen.append((d, n)))
+    total = len(plan_tiles(97, 131, 32, 8))
+    assert seen == [(i, total) for i in range(1, total + 1)]
+    assert got.dtype == torch.float32 and got.device.type == "cpu" and got.shape == (1, 1, 97, 131)
+
+
+def test_errors_in_fn_propagate_and_bad_outputs_are_rejected():
+    x = torch.rand(1, 1, 50, 50)
+
+    def boom(t):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_tiled(boom, x, tile=32, overlap=8)
+    with pytest.raises(ValueError):
+        run_tiled(lambda t: t[:, :, 1:], x, tile=32, overlap=8)
+    with pytest.raises(ValueError):
+        run_tiled(lambda t: t, torch.rand(2, 1, 50, 50), tile=32, overlap=8)
+
+
+def _rss_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def test_big_image_runs_in_bounded_memory():
+    """Peak memory growth is about the output, not proportional to the number of tiles."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux)
+    except OSError:
+        pytest.skip("needs Linux /proc to measure peak memory")
+    x = torch.rand(1, 1, 3000, 4000)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _rss_bytes("VmRSS")
+    y = run_tiled(lambda t: t * 2, x, tile=512, overlap=32)
+    growth = _rss_bytes("VmHWM") - before
+    out_bytes = y.numel() * 4  # 48 MB; 63 tiles of 1 MB each
+    assert len(plan_tiles(3000, 4000, 512, 32)) == 63
+    assert growth < 1.5 * out_bytes, f"peak growth {growth / 2**20:.0f} MB"
+    assert torch.allclose(y, 2 * x, atol=1e-6, rtol=0)
