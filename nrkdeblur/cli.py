@@ -271,6 +271,35 @@ def resolve_device(name: str):
     return dev
 
 
+# --- render ------------------------------------------------------------------------
+
+@main.command()
+@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write blur/ and sharp/ into.")
+@click.option("--seed", type=int, default=2026, show_default=True)
+def render(photos, output: Path, seed: int) -> None:
+    """Render synthetic defocus once from sharp photos: a frozen validation set.
+
+    Writes OUTPUT/blur/NAME.png and OUTPUT/sharp/NAME.png (8-bit). Photo i of the sorted
+    list is rendered with seed (SEED, i), so the set is reproducible.
+
+    \b
+    Example (the validation set of the shipped weights):
+      nrkdeblur render ../shared/data/Kodak24 -o benchmarks/kodak24-defocus --seed 2026
+    """
+    from .data import RenderSettings, sharp_photos, write_frozen_set
+
+    try:
+        paths = sharp_photos([p for p in photos if p.is_dir()]) + sorted(p for p in photos if p.is_file())
+        if not paths:
+            fail("no photos found")
+        names = write_frozen_set(paths, output, seed, RenderSettings())
+    except ValueError as e:
+        fail(str(e))
+    console.print(f"wrote {len(names)} pairs to {output}")
+
+
 # --- convert -----------------------------------------------------------------------
 
 @main.command()

@@ -115,9 +115,9 @@ def open_train_data(args: dict, settings: TrainSettings) -> Dataset:
             raise ValueError(f"no photos found in {', '.join(args['photos'])}")
         return SyntheticDefocus(paths, crop=crop, seed=seed)
     if args.get("dpdd"):
-        return dpdd(Path(args["dpdd"]), "train", crop=crop, seed=seed)
+        return dpdd(Path(args["dpdd"]), "train", crop=crop, seed=seed, augment=True)
     if args.get("lfdof"):
-        return lfdof(Path(args["lfdof"]), "train", crop=crop, seed=seed)
+        return lfdof(Path(args["lfdof"]), "train", crop=crop, seed=seed, augment=True)
     blur_dir, sharp_dir = args["pairs"]
     return PairFolder(Path(blur_dir), Path(sharp_dir), crop=crop, seed=seed, augment=True)
 
@@ -169,7 +169,9 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 def collate(items: list[dict]) -> dict:
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    """Stack the tensors of a batch's items; other fields (names) become lists."""
+    return {k: torch.stack([it[k] for it in items]) if torch.is_tensor(items[0][k]) else [it[k] for it in items]
+            for k in items[0]}
 
 
 @torch.no_grad()

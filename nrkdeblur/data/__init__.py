@@ -1,0 +1,31 @@
+"""Training data: a synthetic defocus renderer and torch datasets (synthetic, DPDD, LFDOF)."""
+
+from .datasets import (
+    IMAGE_SUFFIXES,
+    PairFolder,
+    SyntheticDefocus,
+    dpdd,
+    lfdof,
+    match_pairs,
+    read_image,
+    sharp_photos,
+    write_frozen_set,
+)
+from .defocus import Aperture, RenderedPair, RenderSettings, aperture_psf, render_pair
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Aperture",
+    "PairFolder",
+    "RenderSettings",
+    "RenderedPair",
+    "SyntheticDefocus",
+    "aperture_psf",
+    "dpdd",
+    "lfdof",
+    "match_pairs",
+    "read_image",
+    "render_pair",
+    "sharp_photos",
+    "write_frozen_set",
+]

@@ -1,0 +1,107 @@
+"""Training: it learns, it resumes exactly, it runs data-parallel under torchrun."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nrkdeblur.config import NRKConfig
+from nrkdeblur.data import RenderSettings, SyntheticDefocus, write_frozen_set
+from nrkdeblur.train import TrainSettings, train
+from nrkdeblur.weights import load_model
+
+MILD = RenderSettings(max_coc_radius=5.0).clean()  # blur a tiny model can learn in seconds
+TINY = NRKConfig(width=8, num_atoms=8, atoms_per_channel=False, mixing="sum", identity_start=True)
+
+
+def photo_like(rng: np.random.Generator, size: int = 96) -> np.ndarray:
+    """Edges and texture: random rectangles and disks over a smooth gradient."""
+    yy, xx = np.mgrid[:size, :size] / size
+    img = np.stack([0.3 + 0.4 * xx, 0.5 - 0.3 * yy, 0.4 + 0.2 * xx * yy], axis=-1)
+    for _ in range(12):
+        c = rng.random(3)
+        y0, x0 = rng.integers(0, size - 8, 2)
+        h, w = rng.integers(4, size // 2, 2)
+        if rng.random() < 0.5:
+            img[y0 : y0 + h, x0 : x0 + w] = c
+        else:
+            img[(yy * size - y0) ** 2 + (xx * size - x0) ** 2 < h**2] = c
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(photo_like(rng)).save(root / f"p{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def val_set(tmp_path_factory, photos):
+    out = tmp_path_factory.mktemp("val")
+    write_frozen_set(sorted(photos.glob("*.png"))[:3], out, seed=123, settings=MILD)
+    return out
+
+
+def settings(**kw) -> TrainSettings:
+    base = TrainSettings(steps=40, batch_size=4, crop=32, lr=2e-3, val_every=1000, ckpt_every=1000, workers=0)
+    return dataclasses.replace(base, **kw)
+
+
+def test_a_short_run_lowers_the_loss_and_raises_validation_psnr(tmp_path, photos, val_set):
+    from nrkdeblur.train import open_val_data
+
+    data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=0, settings=MILD)
+    val = open_val_data(val_set)
+    losses = []
+    result = train(TINY, settings(steps=60, val_every=60, lr=3e-3), data, val, tmp_path / "run",
+                   on_step=lambda s: losses.append(s.loss))
+    assert result.step == 60
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    (entry,) = result.history
+    assert entry["val_psnr"] > entry["val_input_psnr"] + 0.05, entry  # identity start: equal at step 0
+    assert load_model(tmp_path / "run" / "best.safetensors").config == TINY
+
+
+def test_stop_and_resume_gives_the_same_weights_as_one_run(tmp_path, photos):
+    data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=1)
+    s = settings(steps=6, ckpt_every=3)
+    torch.manual_seed(99)  # train() must not depend on the global RNG state before it
+    train(TINY, s, data, None, tmp_path / "straight")
+    train(TINY, s, data, None, tmp_path / "resumed", stop_after=3)
+    torch.manual_seed(12345)
+    train(TINY, s, data, None, tmp_path / "resumed")
+    a = load_model(tmp_path / "straight" / "last.safetensors").state_dict()
+    b = load_model(tmp_path / "resumed" / "last.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_other_settings(tmp_path, photos):
+    data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=1)
+    train(TINY, settings(steps=2), data, None, tmp_path / "run")
+    with pytest.raises(ValueError, match="other settings"):
+        train(TINY, settings(steps=2, lr=1.0), data, None, tmp_path / "run")
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_data_parallel_with_two_cpu_processes(tmp_path, photos, val_set):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", "29517", "-m", "nrkdeblur", "train",
+           "--run-dir", str(tmp_path / "ddp"), "--photos", str(photos), "--val", str(val_set),
+           "--width", "4", "--atoms", "5", "--crop", "32", "--batch-size", "4", "--steps", "3",
+           "--val-every", "3", "--workers", "0", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    assert history[-1]["step"] == 3
+    model = load_model(tmp_path / "ddp" / "last.safetensors")
+    assert model.config.width == 4 and model.config.num_atoms == 5
