@@ -1,7 +1,8 @@
 """Which files to read and where to write them: pure path logic for the deblur command.
 
 Rules (README, "Usage"):
-- a file with `-o FILE` is written to FILE; several inputs or a folder need `-o DIR`;
+- a file with `-o FILE` (a name with an extension) is written to FILE; several inputs,
+  a folder, or an -o without extension (or an existing folder) write into `-o DIR`;
 - a folder keeps its files' paths relative to it inside DIR (subfolders with -r);
 - with no `-o`, each file is written beside itself as <stem>_sharp<ext>;
 - the extension is kept unless a format is given; RAW files become 16-bit TIFF;
@@ -64,7 +65,8 @@ def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
             problems.append(Problem(path, "no such file or folder"))
 
     one_file = len(inputs) == 1 and inputs[0].is_file()
-    to_file = output is not None and one_file and not output.is_dir() and not str(output).endswith(("/", "\\"))
+    to_file = (output is not None and one_file and not output.is_dir() and output.suffix != ""
+               and not str(output).endswith(("/", "\\")))
     if output is None and any(p.is_dir() for p in inputs):
         return [], problems + [Problem(p, "a folder needs -o OUTPUT_DIR") for p in inputs if p.is_dir()]
 

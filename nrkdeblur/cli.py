@@ -13,17 +13,18 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__
 from .config import PRESETS, preset
-from .batch import EXTENSION_OF_FORMAT
+from .batch import EXTENSION_OF_FORMAT, find_images
 from .inference import DEFAULT_OVERLAP, MIN_TILE
 from .weights import WeightsError, convert_official
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 
 
 class DefaultGroup(click.Group):
@@ -96,6 +97,8 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
     """
     from .pipeline import process_batch
 
+    if tile is not None and tile_overlap > tile // 2:
+        fail(f"--tile-overlap {tile_overlap} is too large for --tile {tile} (at most half the tile)")
     with Reporter(quiet) as report:
         try:
             summary = process_batch(list(inputs), output, recursive=recursive, fmt=fmt, quality=quality,
@@ -180,6 +183,8 @@ class Reporter:
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Global batch size.")
 @click.option("--crop", type=int, default=128, show_default=True, help="Training crop size in pixels.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate (paper: 1e-4).")
+@click.option("--fft-weight", type=float, default=0.1, show_default=True, help="beta: weight of the FFT-L1 term (eq. 13).")
+@click.option("--reblur-weight", type=float, default=0.1, show_default=True, help="alpha: weight of the reblurring term (eq. 14).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=int, default=500, show_default=True)
 @click.option("--ckpt-every", type=int, default=100, show_default=True)
@@ -189,7 +194,7 @@ class Reporter:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, photos, dpdd, lfdof, pairs, val_dir, steps,
-          batch_size, crop, lr, seed, val_every, ckpt_every, workers, stop_after, device, debug) -> None:
+          batch_size, crop, lr, fft_weight, reblur_weight, seed, val_every, ckpt_every, workers, stop_after, device, debug) -> None:
     """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
 
     Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
@@ -212,8 +217,9 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
     args = {"preset": preset_name, "width": width, "atoms": atoms, "photos": [str(p) for p in photos], "dpdd": dpdd and str(dpdd),
             "lfdof": lfdof and str(lfdof), "pairs": pairs and [str(p) for p in pairs], "val": val_dir and str(val_dir),
             "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
+            "beta": fft_weight, "alpha": reblur_weight,
             "val_every": val_every, "ckpt_every": ckpt_every}
-    names = {"preset_name": "preset", "val_dir": "val"}
+    names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
     if run_file.exists():  # resume: saved settings win; explicit flags must agree
         saved = json.loads(run_file.read_text())
         for k in explicit:
@@ -227,6 +233,7 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
                                      num_atoms=args["atoms"] or config.num_atoms)
         settings = training.TrainSettings(
             steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
+            alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1),
             val_every=args["val_every"], ckpt_every=args["ckpt_every"], workers=workers)
         train_data = training.open_train_data(args, settings)
         val_data = training.open_val_data(args["val"]) if args["val"] else None
@@ -246,7 +253,10 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
 
         def on_step(s: training.StepInfo) -> None:
             val = f" val {s.val_psnr:.2f} dB (input {s.val_input_psnr:.2f})" if s.val_psnr is not None else ""
-            bar.update(task, completed=s.step, info=f"loss {s.loss:.4f} {s.seconds_per_step:.2f} s/step{val}")
+            info = f"loss {s.loss:.4f} {s.seconds_per_step:.2f} s/step{val}"
+            bar.update(task, completed=s.step, info=info)
+            if not console.is_terminal and (s.step % 50 == 0 or s.step == s.steps):  # logs: a line now and then
+                console.print(f"step {s.step}/{s.steps} {info}", highlight=False)
 
         result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step)
     if training.is_rank0():
@@ -269,6 +279,107 @@ def resolve_device(name: str):
     if dev.type == "mps" and not torch.backends.mps.is_available():
         fail("--device mps: Apple's Metal backend is not available here")
     return dev
+
+
+# --- eval --------------------------------------------------------------------------
+
+@main.command(name="eval")
+@click.argument("blur_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("sharp_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pred", "pred_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score existing predictions (matched by name) instead of running a method.")
+@click.option("--method", type=click.Choice(["nrknet", "unsharp", "richardson-lucy", "identity"]), default="nrknet",
+              show_default=True, help="What restores the blurry images (classical ones need scikit-image).")
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights for nrknet (default: the shipped ones).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as CSV.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, device, csv_path, json_path, debug) -> None:
+    """Measure PSNR and SSIM against sharp references, per image and on average.
+
+    Pairs are matched by file name (stem). Scores are on 8-bit RGB, data range 255, no
+    border crop; SSIM is scikit-image's structural_similarity (7x7 window, channel_axis).
+    The table shows the input's scores beside the output's.
+
+    \b
+    Examples:
+      nrkdeblur eval benchmarks/kodak24-defocus/blur benchmarks/kodak24-defocus/sharp
+      nrkdeblur eval pairs/blur pairs/sharp --method richardson-lucy --csv rl.csv
+      nrkdeblur eval blur/ sharp/ --pred my_outputs/ --json scores.json
+    """
+    from .evaluate import evaluate, match_pairs, mean_row, to_uint8
+    from .imageio import ImageError, read_photo
+
+    try:
+        names = match_pairs(blur_dir, sharp_dir)
+        load = lambda p: to_uint8(read_photo(p).pixels)  # noqa: E731
+        pairs = [(name, load(b), load(s)) for name, b, s in names]
+        restore = make_restorer(method, pred_dir, weights, device)
+        rows = evaluate(pairs, restore)
+    except (ImageError, WeightsError, ValueError) as e:
+        if debug:
+            raise
+        fail(str(e))
+    write_table(rows + [mean_row(rows)], method if pred_dir is None else f"predictions in {pred_dir}",
+                csv_path, json_path)
+
+
+def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, device: str):
+    """A function (name, blurry uint8) -> restored uint8 for the eval command."""
+    from .evaluate import to_uint8
+    from .imageio import read_photo
+
+    if pred_dir is not None:
+        preds = {p.stem: p for p in find_images(pred_dir, recursive=False)}
+
+        def from_folder(name, blurry):
+            if name not in preds:
+                raise ValueError(f"{pred_dir}: no prediction named {name}")
+            return to_uint8(read_photo(preds[name]).pixels)
+
+        return from_folder
+    if method == "identity":
+        return lambda name, blurry: blurry
+    if method in ("unsharp", "richardson-lucy"):
+        from . import baselines
+
+        fn = baselines.unsharp if method == "unsharp" else baselines.richardson_lucy
+        return lambda name, blurry: to_uint8(fn(blurry.astype(np.float32) / 255))
+    from .inference import choose_tile, deblur
+    from .pipeline import open_default_weights
+
+    model = open_default_weights(weights, resolve_device(device))
+    dev = next(model.parameters()).device
+
+    def run_model(name, blurry):
+        x = blurry.astype(np.float32) / 255
+        return to_uint8(deblur(model, x, tile=choose_tile(model, *x.shape[:2], dev)).image)
+
+    return run_model
+
+
+def write_table(rows, title: str, csv_path: Path | None, json_path: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"PSNR (dB) / SSIM: {title}")
+    for col in ("image", "PSNR in", "PSNR out", "gain", "SSIM in", "SSIM out", "gain"):
+        table.add_column(col, justify="left" if col == "image" else "right")
+    for r in rows:
+        table.add_row(r.name, f"{r.psnr_in:.2f}", f"{r.psnr_out:.2f}", f"{r.psnr_out - r.psnr_in:+.2f}",
+                      f"{r.ssim_in:.4f}", f"{r.ssim_out:.4f}", f"{r.ssim_out - r.ssim_in:+.4f}",
+                      style="bold" if r.name == "mean" else None)
+    Console().print(table)
+    records = [r._asdict() for r in rows]
+    if csv_path is not None:
+        import csv
+
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+    if json_path is not None:
+        json_path.write_text(json.dumps(records, indent=1))
 
 
 # --- render ------------------------------------------------------------------------
@@ -298,6 +409,58 @@ def render(photos, output: Path, seed: int) -> None:
     except ValueError as e:
         fail(str(e))
     console.print(f"wrote {len(names)} pairs to {output}")
+
+
+# --- bench -------------------------------------------------------------------------
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Only the RKR operator ratio, on a 512x512 image (seconds, not minutes).")
+@click.option("--memory/--no-memory", default=True, show_default=True, help="Measure tiled peak memory at 2, 12, 24 MP.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
+def bench(quick: bool, memory: bool, json_path: Path | None) -> None:
+    """Measure speed and memory on this machine, side by side in one run.
+
+    1. the recursive RKR operator (eq. 5, O(6NJ)) against the explicit per-pixel-kernel
+       operator (O(N S^2)), J = 20 (S = 39), on a 1 MP image, as a ratio;
+    2. megapixels per second of whole-photo inference at 1280x720 for the shipped and the
+       paper preset, with the threads used, and the share of the machine's measured 3x3
+       convolution throughput that the network's convolutions reach;
+    3. peak memory and time of tiled inference on 2, 12 and 24 MP photos (fresh processes).
+
+    \b
+    Examples:
+      nrkdeblur bench --quick
+      nrkdeblur bench --json bench.json
+    """
+    from . import bench as b
+    from .weights import default_weights
+
+    results: dict = {"machine": b.machine()}
+    console.print(f"machine: {results['machine']}", highlight=False)
+    op = b.rkr_vs_explicit(20, 512 if quick else 1024)
+    results["rkr"] = op
+    console.print(f"RKR operator, J={op['J']} (S={op['S']}), {op['megapixels']:.2f} MP: recursive {op['recursive_s']:.3f} s, "
+                  f"per-pixel kernels {op['explicit_s']:.1f} s: {op['ratio']:.0f}x faster", highlight=False)
+    if not quick:
+        ceiling = b.conv_ceiling()
+        results["conv_ceiling_gmac_per_s"] = ceiling / 1e9
+        results["throughput"] = []
+        for name, weights in (("cpu", str(default_weights())), ("paper", None)):
+            t = b.throughput(name, weights=weights)
+            t["share_of_conv_ceiling"] = t["mac_per_s"] / ceiling
+            results["throughput"].append(t)
+            console.print(f"{name} preset, {t['size']}: {t['seconds']:.2f} s, {t['megapixels_per_s']:.3f} MP/s, "
+                          f"{t['gmacs']:.1f} GMAC, {t['share_of_conv_ceiling']:.0%} of the {ceiling / 1e9:.1f} GMAC/s "
+                          f"3x3-conv ceiling, {t['threads']} threads", highlight=False)
+        if memory:
+            results["memory"] = []
+            for mp in (2, 12, 24):
+                m = b.tiled_peak_memory(mp)
+                results["memory"].append(m)
+                console.print(f"tiled {m['megapixels']:.1f} MP (tile {m['tile']}): {m['seconds']:.1f} s, "
+                              f"peak {m['peak_rss_mb']:.0f} MB", highlight=False)
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=1))
 
 
 # --- convert -----------------------------------------------------------------------

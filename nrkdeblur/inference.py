@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model import NRKNet
+from .model import NRKNet, pad_to_multiple
 from .tiling import run_tiled
 
 # Defocus kernels reach ~39 px and the U-Net sees ~16x further at the coarsest scale, so
@@ -115,12 +115,14 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | None = None, overlap: 
             y = forward_maps(model, t, defocus, coefficients)
         return y.float().cpu()
 
+    m = model.config.multiple
     if tile is None or (H <= tile and W <= tile):
         y = fn(x)
         if on_tile is not None:
             on_tile(1, 1)
-    else:
-        y = run_tiled(fn, x, tile, overlap, on_tile)
+    else:  # tiles on the whole image's pixel grid: padded as the model pads, starts aligned
+        tile = max(tile // m * m, 2 * m)
+        y = run_tiled(fn, pad_to_multiple(x, m), tile, overlap, on_tile, align=m)[..., :H, :W]
     image = y[0, :3].permute(1, 2, 0).numpy()
     if C == 1:
         image = image.mean(axis=2, keepdims=True)

@@ -44,18 +44,18 @@ def heatmap(radius: np.ndarray, vmax: float | None = None) -> Image.Image:
     H, W = radius.shape
     bar_w = max(12, W // 40)
     font = ImageFont.load_default(size=max(10, min(H, W) // 30))
-    label_w = int(font.getlength(f"{vmax:g} px")) + 8
+    labels = [f"{vmax * (1 - k / 4):g} px" for k in range(5)]
+    label_w = int(max(font.getlength(t) for t in labels)) + 8
     canvas = Image.new("RGB", (W + bar_w + label_w + 12, H), (255, 255, 255))
     canvas.paste(Image.fromarray(colorize(radius, vmax)), (0, 0))
     margin = max(8, H // 20)
     ramp = np.linspace(vmax, 0, max(H - 2 * margin, 2))[:, None].repeat(bar_w, axis=1)
     canvas.paste(Image.fromarray(colorize(ramp, vmax)), (W + 6, margin))
     draw = ImageDraw.Draw(canvas)
-    for k in range(5):
-        v = vmax * (1 - k / 4)
+    for k, text in enumerate(labels):
         y = margin + (H - 2 * margin - 1) * k / 4
         draw.line([(W + 6 + bar_w, y), (W + 9 + bar_w, y)], fill=(0, 0, 0))
-        draw.text((W + 11 + bar_w, y), f"{v:g} px", fill=(0, 0, 0), font=font, anchor="lm")
+        draw.text((W + 11 + bar_w, y), text, fill=(0, 0, 0), font=font, anchor="lm")
     return canvas
 
 

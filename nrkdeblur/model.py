@@ -121,6 +121,16 @@ class CoefficientHead(nn.Module):
         return y * r + y + self.offset, (h, c)
 
 
+def pad_to_multiple(x: Tensor, m: int) -> Tensor:
+    """Pad bottom and right so both sides are multiples of m and at least 2m (the 3x3
+    convolutions reflect at 1/m scale): reflect, or replicate for tiny images."""
+    H, W = x.shape[-2:]
+    pad = (0, max(-W % m, 2 * m - W), 0, max(-H % m, 2 * m - H))
+    if not any(pad):
+        return x
+    return F.pad(x, pad, mode="reflect" if min(H, W) > max(pad) else "replicate")
+
+
 def pyramid(x: Tensor, num_scales: int) -> list[Tensor]:
     """[Y_S, ..., Y_2, Y_1]: coarsest first, each level nearest-downsampled by 2."""
     levels = [x]
@@ -162,12 +172,8 @@ class NRKNet(nn.Module):
         """
         S = self.config.num_scales
         H, W = blurry.shape[-2:]
-        m = self.config.multiple  # sides: a multiple of m, at least 2m (3x3 convs reflect at 1/m)
-        pad = (0, max(-W % m, 2 * m - W), 0, max(-H % m, 2 * m - H))
-        if any(pad):
-            mode = "reflect" if min(H, W) > max(pad) else "replicate"
-            blurry = F.pad(blurry, pad, mode=mode)
-            sharp = F.pad(sharp, pad, mode=mode) if sharp is not None else None
+        blurry = pad_to_multiple(blurry, self.config.multiple)
+        sharp = pad_to_multiple(sharp, self.config.multiple) if sharp is not None else None
         ys = pyramid(blurry, S)
         xs = pyramid(sharp, S) if sharp is not None else None
 

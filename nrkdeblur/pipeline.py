@@ -23,7 +23,7 @@ from .imageio import ImageError, Photo, atomic_write, read_photo, write_photo
 from .inference import choose_tile, deblur
 from .maps import atom_sheet, heatmap
 from .model import NRKNet
-from .weights import CONFIG_KEY, DEFAULT_WEIGHTS, WeightsError, load_model
+from .weights import CONFIG_KEY, WeightsError, default_weights, load_model
 
 
 class Report(Protocol):
@@ -44,7 +44,7 @@ class Summary(NamedTuple):
 
 def open_default_weights(path: Path | None, device: torch.device) -> NRKNet:
     if path is None:
-        path = DEFAULT_WEIGHTS
+        path = default_weights()
         if not path.is_file():
             raise WeightsError(f"{path}: the shipped weights are missing; reinstall or pass --weights")
     return load_model(path, device)

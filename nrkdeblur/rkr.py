@@ -136,9 +136,34 @@ def rms_radius(gamma: Tensor, m2: Tensor, eps: float = 1e-6) -> Tensor:
     """Per-pixel RMS radius of the effective kernel K = sum_j gamma_j A_j, in pixels.
 
     sqrt(sum_j gamma_j m2_j / sum_j gamma_j); 0 where the kernel's mass or second moment
-    is not positive. gamma: [B, J, H, W], m2: [J] -> [B, 1, H, W].
+    is not positive, and at most the largest atom's radius (the bound for a non-negative
+    mixture; coefficients of mixed sign can otherwise divide by a tiny mass).
+    gamma: [B, J, H, W], m2: [J] -> [B, 1, H, W].
     """
     mass = gamma.sum(dim=1, keepdim=True)
     moment = (gamma * m2.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
     ratio = torch.where(mass > eps, moment / mass.clamp_min(eps), torch.zeros_like(mass))
-    return ratio.clamp_min(0).sqrt()
+    return ratio.clamp(0, m2.max()).sqrt()
+
+
+def explicit_blur(x: Tensor, gamma: Tensor, atoms: Tensor, rows: int = 16) -> Tensor:
+    """Reference D(x): builds each pixel's kernel K_{h,w} = sum_j gamma_j[h,w] A_j and applies
+    it directly, O(N S^2) (the per-pixel-kernel operator the paper's eq. 5 avoids).
+
+    x: [B, C, H, W]; gamma: [B, J, H, W]; atoms: [Ca, J, S, S] from atoms_per_channel().
+    Zero padding: equals the recursive operator away from the border (J-1 pixels). Works
+    in bands of `rows` rows so memory stays bounded on large images. For tests and bench.
+    """
+    B, C, H, W = x.shape
+    Ca, J, S, _ = atoms.shape
+    r = S // 2
+    A = atoms.expand(C, J, S, S).flip(-1, -2).reshape(C, J, S * S)  # convolution: flipped
+    xp = F.pad(x, (r, r, r, r))
+    out = x.new_empty(B, C, H, W)
+    for y0 in range(0, H, rows):
+        y1 = min(H, y0 + rows)
+        patches = F.unfold(xp[:, :, y0 : y1 + 2 * r], S).view(B, C, S * S, (y1 - y0) * W)
+        g = gamma[:, :, y0:y1].reshape(B, J, -1)  # (B, J, P)
+        K = torch.einsum("bjp,cjs->bcsp", g, A)  # per-pixel kernels (B, C, S*S, P)
+        out[:, :, y0:y1] = (patches * K).sum(dim=2).view(B, C, y1 - y0, W)
+    return out

@@ -42,25 +42,29 @@ def _check_sizes(tile: int, overlap: int) -> None:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
 
 
-def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+def _tile_starts(size: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """Start positions of tiles of `tile` px covering 0..size, evenly spaced, last one flush.
 
     Neighbours overlap by at least `overlap` px; a single tile at 0 if size <= tile.
+    Starts are multiples of `align` (the last one too when size and tile are), so that a
+    multi-scale network samples every tile on the same pixel grid as the whole image.
     """
-    _check_sizes(tile, overlap)
+    _check_sizes(tile, overlap + align - 1)
     if size <= tile:
         return [0]
-    n = math.ceil((size - tile) / (tile - overlap)) + 1
-    return [i * (size - tile) // (n - 1) for i in range(n)]
+    n = math.ceil((size - tile) / (tile - overlap - (align - 1))) + 1
+    starts = [i * (size - tile) // (n - 1) // align * align for i in range(n)]
+    starts[-1] = size - tile
+    return starts
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> list[Tile]:
     """Tiles of at most tile x tile px covering the image, row by row (see module notes)."""
     th, tw = min(tile, height), min(tile, width)
     return [
         Tile(y, y + th, x, x + tw)
-        for y in _tile_starts(height, tile, overlap)
-        for x in _tile_starts(width, tile, overlap)
+        for y in _tile_starts(height, tile, overlap, align)
+        for x in _tile_starts(width, tile, overlap, align)
     ]
 
 
@@ -102,10 +106,10 @@ def blend_weights(
     return wy[:, None] * wx[None, :]
 
 
-def _axis_weights(size: int, tile: int, overlap: int) -> list[tuple[int, int, Tensor]]:
+def _axis_weights(size: int, tile: int, overlap: int, align: int) -> list[tuple[int, int, Tensor]]:
     """(start, stop, weights) of the tiles along one axis; the weights sum to 1 at every pixel."""
     length = min(tile, size)
-    starts = _tile_starts(size, tile, overlap)
+    starts = _tile_starts(size, tile, overlap, align)
     windows = [_window_1d(length, overlap, s == 0, s + length == size) for s in starts]
     total = torch.zeros(size)
     for s, w in zip(starts, windows):
@@ -115,7 +119,7 @@ def _axis_weights(size: int, tile: int, overlap: int) -> list[tuple[int, int, Te
 
 def run_tiled(
     fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int,
-    on_tile: Callable[[int, int], None] | None = None,
+    on_tile: Callable[[int, int], None] | None = None, align: int = 1,
 ) -> Tensor:
     """Apply fn to x tile by tile and blend the results.
 
@@ -123,14 +127,14 @@ def run_tiled(
     device) to [1, K, h, w] for any K. Returns [1, K, H, W] float32 on the CPU: each
     tile's output is moved to the CPU and added in with its normalised window, so memory
     is the output plus one tile's work. on_tile(done, total) is called after every tile.
+    align: tile starts are multiples of it (give H, W and tile as multiples too).
     The result is detached from autograd: this is for inference. Errors in fn propagate.
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be [1, C, H, W], got {list(x.shape)}")
-    _check_sizes(tile, overlap)
     height, width = x.shape[-2:]
-    rows = _axis_weights(height, tile, overlap)
-    cols = _axis_weights(width, tile, overlap)
+    rows = _axis_weights(height, tile, overlap, align)
+    cols = _axis_weights(width, tile, overlap, align)
     total = len(rows) * len(cols)
     out: Tensor | None = None
     done = 0

@@ -14,6 +14,7 @@ nothing.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -53,6 +54,9 @@ class TrainSettings:
         val_every, ckpt_every: in steps.
         workers: DataLoader worker processes that render samples while the model trains.
         grad_clip: max gradient norm (None: no clipping).
+        ema: decay of the exponential moving average of the weights that is validated
+            and exported (0: none). Small CPU batches make single weights noisy: the
+            validation PSNR of raw weights jumped by +-0.3 dB between checkpoints.
     """
 
     steps: int = 100_000
@@ -67,6 +71,7 @@ class TrainSettings:
     ckpt_every: int = 100
     workers: int = 1
     grad_clip: float | None = 1.0
+    ema: float = 0.999
 
     def lr_at(self, step: int) -> float:
         frac = step / self.steps
@@ -152,6 +157,17 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@torch.no_grad()
+def update_ema(ema: NRKNet, model: NRKNet, decay: float, step: int) -> None:
+    """ema <- d * ema + (1 - d) * model, with d warming up as (1 + step) / (10 + step);
+    buffers (BatchNorm statistics) are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - d)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
 class StepBatches(torch.utils.data.Sampler):
     """Index lists of this rank's share of each step's batch, from `start` to `steps`."""
 
@@ -189,11 +205,12 @@ def validate(model: NRKNet, val: Dataset, device: torch.device) -> tuple[float, 
     return float(np.mean(out_psnr)), float(np.mean(in_psnr))
 
 
-def save_checkpoint(path: Path, model: NRKNet, opt: torch.optim.Optimizer, step: int,
+def save_checkpoint(path: Path, model: NRKNet, ema: NRKNet, opt: torch.optim.Optimizer, step: int,
                     settings: TrainSettings, history: list[dict]) -> None:
     """Everything needed to resume exactly; atomic (temp file, then rename)."""
     state = {
         "model": model.state_dict(),
+        "ema": ema.state_dict(),
         "optimizer": opt.state_dict(),
         "step": step,
         "rng": rng_state(),
@@ -218,8 +235,8 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
 
     stop_after: stop once this many steps are done (the schedule still assumes
     settings.steps), leaving a checkpoint to resume from. Writes to run_dir:
-    checkpoint.pt (resume state), last.safetensors and best.safetensors (weights with their
-    config), history.json (validation curve).
+    checkpoint.pt (resume state), last.safetensors and best.safetensors (the averaged
+    weights with their config), history.json (validation curve).
     """
     run_dir = Path(run_dir)
     distributed = dist.is_available() and dist.is_initialized()
@@ -231,6 +248,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
 
     seed_everything(settings.seed)
     model = NRKNet(config).to(device)
+    ema = copy.deepcopy(model).eval()  # validated and exported (settings.ema)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     step, history = 0, []
     if ckpt_path.exists():
@@ -239,6 +257,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         if saved[0] != config or saved[1] != json.loads(json.dumps(dataclasses.asdict(settings))):
             raise ValueError(f"{ckpt_path} was made with other settings; use another run folder")
         model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         step, history = state["step"], json.loads(state["history"])
         set_rng_state(state["rng"])
@@ -263,22 +282,26 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         if settings.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         opt.step()
+        if settings.ema > 0:
+            update_ema(ema, model, settings.ema, step)
+        else:
+            ema.load_state_dict(model.state_dict())
         step += 1
         now = time.perf_counter()
         seconds, tick = now - tick, now
 
         if rank == 0 and val_data is not None and (step % settings.val_every == 0 or step == end):
-            val_psnr, val_in = validate(model, val_data, device)
+            val_psnr, val_in = validate(ema, val_data, device)
             history.append({"step": step, "loss": terms.total.item(), "val_psnr": val_psnr,
                             "val_input_psnr": val_in, "time": time.time()})
             last_val = (val_psnr, val_in)
             if val_psnr > best:
                 best = val_psnr
-                save_weights(model, run_dir / "best.safetensors", extra={"nrkdeblur.step": str(step)})
+                save_weights(ema, run_dir / "best.safetensors", extra={"nrkdeblur.step": str(step)})
             (run_dir / "history.json").write_text(json.dumps(history, indent=1))
         if rank == 0 and (step % settings.ckpt_every == 0 or step == end):
-            save_checkpoint(ckpt_path, model, opt, step, settings, history)
-            save_weights(model, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(step)})
+            save_checkpoint(ckpt_path, model, ema, opt, step, settings, history)
+            save_weights(ema, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(step)})
         if on_step is not None and rank == 0:
             on_step(StepInfo(step, settings.steps, terms.total.item(), seconds, *last_val))
         tick = time.perf_counter() if step % settings.val_every == 0 else tick

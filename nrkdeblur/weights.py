@@ -7,19 +7,26 @@ JSON), so `load_model(path)` needs nothing else and never guesses. Loading never
 from __future__ import annotations
 
 import os
-import tempfile
+from importlib.resources import files
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from .config import NRKConfig
+from .imageio import ImageError, atomic_write
 from .model import NRKNet
 
 CONFIG_KEY = "nrkdeblur.config"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "nrkdeblur-cpu.safetensors"
+DEFAULT_WEIGHTS_NAME = "nrkdeblur-cpu.safetensors"  # in the top-level weights/, installed as nrkdeblur.pretrained
+
+
+def default_weights() -> Path:
+    """The shipped weights file, wherever the package is installed."""
+    return Path(str(files("nrkdeblur.pretrained").joinpath(DEFAULT_WEIGHTS_NAME)))
 
 
 class WeightsError(Exception):
@@ -28,18 +35,12 @@ class WeightsError(Exception):
 
 def save_weights(model: NRKNet, path: str | os.PathLike, extra: dict[str, str] | None = None) -> None:
     """Write the model's state and config to `path` atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {CONFIG_KEY: model.config.to_json(), **(extra or {})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(Path(path), lambda f: f.write(safetensors_bytes(state, metadata=metadata)))
+    except ImageError as e:
+        raise WeightsError(str(e)) from None
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -1,0 +1,134 @@
+"""Benchmarks behind `nrkdeblur bench`: every figure measured in the same run.
+
+1. the recursive RKR operator (eq. 5, O(6NJ)) against the explicit per-pixel-kernel
+   operator (O(N S^2)) at J = 20, S = 39, on a 1 MP image;
+2. whole-photo inference speed (megapixels per second) of the shipped and paper presets
+   at 1280x720;
+3. peak resident memory of tiled inference on 2, 12 and 24 MP photos, each in a fresh
+   process;
+4. the share of the machine's measured convolution throughput that inference reaches.
+Pure measurement: returns numbers; cli.py prints them and bench_plot draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .config import preset
+from .model import NRKNet
+from .rkr import RecursiveKernels, explicit_blur
+
+
+def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Fastest of `repeat` runs after one warm-up, in seconds."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+@torch.inference_mode()
+def rkr_vs_explicit(J: int = 20, side: int = 1024) -> dict:
+    """Seconds of the recursive and of the per-pixel operator on a side x side RGB image."""
+    torch.manual_seed(0)
+    rkr = RecursiveKernels(J, 3)
+    x = torch.rand(1, 3, side, side)
+    gamma = torch.softmax(torch.randn(1, J, side, side), dim=1)
+    atoms = rkr.atoms_per_channel()
+    fast = best_time(lambda: rkr(x, gamma))
+    slow = best_time(lambda: explicit_blur(x, gamma, atoms, rows=32), repeat=1)
+    return {"J": J, "S": 2 * J - 1, "megapixels": side * side / 1e6, "recursive_s": fast, "explicit_s": slow,
+            "ratio": slow / fast}
+
+
+def count_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of the convolutions in one forward pass (the RKR operator's
+    few elementwise operations per pixel and atom are not counted)."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total  # each output (conv) or input (transposed conv) value meets weight[0]
+        grid = inputs[0] if isinstance(module, nn.ConvTranspose2d) else output
+        total += grid.numel() * module.weight[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.inference_mode():
+        model(x)
+    for h in handles:
+        h.remove()
+    return total
+
+
+@torch.inference_mode()
+def conv_ceiling() -> float:
+    """MAC/s of one large 3x3 convolution, 64 -> 64 channels on 512x512: the machine's ceiling."""
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    x = torch.rand(1, 64, 512, 512)
+    t = best_time(lambda: conv(x))
+    return 64 * 64 * 9 * 512 * 512 / t
+
+
+@torch.inference_mode()
+def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: str | None = None) -> dict:
+    """Whole-photo inference: seconds, megapixels per second, MACs and their rate."""
+    if weights is not None:
+        from .weights import load_model
+
+        model = load_model(weights)
+    else:
+        torch.manual_seed(0)
+        model = NRKNet(preset(preset_name)).eval()
+    x = torch.rand(1, 3, height, width)
+    seconds = best_time(lambda: model(x), repeat=2)
+    macs = count_macs(model, x)
+    return {"preset": preset_name, "size": f"{width}x{height}", "seconds": seconds,
+            "megapixels_per_s": height * width / 1e6 / seconds, "gmacs": macs / 1e9, "mac_per_s": macs / seconds,
+            "threads": torch.get_num_threads()}
+
+
+def tiled_peak_memory(megapixels: float, weights: str | None = None) -> dict:
+    """Peak RSS of deblurring a synthetic photo of that size through the product's own path
+    (inference.deblur with the automatic tile), measured in a fresh child process."""
+    code = (
+        "import json, resource, time, numpy as np, torch\n"
+        "from nrkdeblur.inference import deblur, choose_tile\n"
+        "from nrkdeblur.pipeline import open_default_weights\n"
+        f"w = {weights!r}\n"
+        "model = open_default_weights(None if w is None else __import__('pathlib').Path(w), torch.device('cpu'))\n"
+        f"mp = {megapixels}\n"
+        "h = int((mp * 1e6 * 3 / 4) ** 0.5); w_ = int(h * 4 / 3)\n"
+        "rng = np.random.default_rng(0)\n"
+        "img = np.clip(rng.random((h // 8 + 1, w_ // 8 + 1, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)[:h, :w_], 0, 1)\n"
+        "t = time.perf_counter()\n"
+        "tile = choose_tile(model, h, w_, torch.device('cpu'))\n"
+        "deblur(model, img, tile=tile)\n"
+        "s = time.perf_counter() - t\n"
+        "print(json.dumps({'megapixels': h * w_ / 1e6, 'tile': tile, 'seconds': s,\n"
+        "                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

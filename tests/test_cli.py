@@ -1,0 +1,250 @@
+"""The `nrkdeblur` command through click's CliRunner (and one real subprocess)."""
+
+import errno
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image, ImageCms
+from safetensors.torch import load_file
+
+from nrkdeblur.cli import main
+from nrkdeblur.config import NRKConfig
+from nrkdeblur.imageio import read_photo
+from nrkdeblur.model import NRKNet
+from nrkdeblur.weights import save_weights
+from test_imageio import exif_with, make_dng, read_exif
+
+TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=False)
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(NRKNet(TINY), path)
+    return path
+
+
+def photo(path, size=(40, 56), mode="RGB", seed=0, **save):
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    a = rng.integers(0, 256, (size[0], size[1], channels), dtype=np.uint8)
+    Image.fromarray(a[..., 0] if channels == 1 else a, mode).save(path, **save)
+    return path
+
+
+def run(*args, **kw):
+    return CliRunner().invoke(main, [str(a) for a in args], **kw)
+
+
+def test_single_file(tmp_path, weights):
+    src = photo(tmp_path / "in.jpg")
+    r = run(src, "-o", tmp_path / "out.jpg", "--weights", weights)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "out.jpg").size == (56, 40)
+    assert "1 done, 0 skipped, 0 failed" in r.stderr
+    assert r.stdout == ""  # logs go to stderr
+
+
+def test_default_output_is_beside_the_input(tmp_path, weights):
+    src = photo(tmp_path / "a.png")
+    assert run(src, "--weights", weights).exit_code == 0
+    assert (tmp_path / "a_sharp.png").is_file()
+
+
+def test_folder_keeps_nested_paths_and_needs_r_for_subfolders(tmp_path, weights):
+    shoot = tmp_path / "shoot"
+    (shoot / "day1").mkdir(parents=True)
+    photo(shoot / "top.png")
+    photo(shoot / "day1" / "x.jpg")
+    photo(shoot / "day1" / "y.TIF", seed=2)
+    (shoot / "notes.txt").write_text("not a photo")
+    r = run(shoot, "-o", tmp_path / "flat", "--weights", weights)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.relative_to(tmp_path / "flat").as_posix() for p in (tmp_path / "flat").rglob("*.*")) == ["top.png"]
+    r = run(shoot, "-o", tmp_path / "sharp", "-r", "--weights", weights, "--format", "png")
+    assert r.exit_code == 0, r.output
+    got = sorted(p.relative_to(tmp_path / "sharp").as_posix() for p in (tmp_path / "sharp").rglob("*.*"))
+    assert got == ["day1/x.png", "day1/y.png", "top.png"]
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, weights):
+    src = photo(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    r = run(src, "-o", out, "--weights", weights)
+    assert r.exit_code == 0 and "1 skipped" in r.stderr and out.read_bytes() == b"old"
+    r = run(src, "-o", out, "--weights", weights, "--overwrite")
+    assert r.exit_code == 0 and Image.open(out).size == (56, 40)
+
+
+def test_an_output_equal_to_an_input_is_refused(tmp_path, weights):
+    src = photo(tmp_path / "in.png")
+    before = src.read_bytes()
+    r = run(src, "-o", src, "--weights", weights, "--overwrite")
+    assert r.exit_code != 0 and "would overwrite an input" in r.stderr
+    assert src.read_bytes() == before
+
+
+def test_16_bit_png_stays_16_bit(tmp_path, weights):
+    a = (np.random.default_rng(0).random((32, 48, 3)) * 65535).astype(np.uint16)
+    from nrkdeblur.imageio import Photo, write_photo
+
+    write_photo(tmp_path / "in16.png", Photo(a.astype(np.float32) / 65535, bit_depth=16))
+    assert run(tmp_path / "in16.png", "-o", tmp_path / "out16.png", "--weights", weights).exit_code == 0
+    out = read_photo(tmp_path / "out16.png")
+    assert out.bit_depth == 16
+    levels = np.round(out.pixels * 65535).astype(np.int64)
+    assert len(np.unique(levels % 257)) > 10  # real 16-bit values, not 8-bit ones scaled
+
+
+def test_exif_orientation_and_icc_profile_are_kept(tmp_path, weights):
+    src = photo(tmp_path / "o.jpg", size=(30, 50), exif=exif_with(6), icc_profile=SRGB_ICC, quality=95)
+    r = run(src, "-o", tmp_path / "out.jpg", "--weights", weights)
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "out.jpg") as im:
+        assert im.size == (30, 50)  # rotated upright on read
+        assert im.info.get("icc_profile") == SRGB_ICC
+        assert read_exif(im.info.get("exif"))[0x0112] == 1
+
+
+def test_rgba_alpha_passes_through_untouched(tmp_path, weights):
+    src = photo(tmp_path / "a.png", mode="RGBA")
+    assert run(src, "-o", tmp_path / "b.png", "--weights", weights).exit_code == 0
+    a, b = np.asarray(Image.open(src)), np.asarray(Image.open(tmp_path / "b.png"))
+    assert b.shape == a.shape and np.array_equal(a[..., 3], b[..., 3])
+
+
+def test_grey_stays_grey(tmp_path, weights):
+    src = photo(tmp_path / "g.png", mode="L")
+    assert run(src, "-o", tmp_path / "h.png", "--weights", weights).exit_code == 0
+    assert Image.open(tmp_path / "h.png").mode == "L"
+
+
+def test_raw_file_becomes_16_bit_tiff(tmp_path, weights):
+    cfa = (np.random.default_rng(1).random((32, 48)) * 3000 + 500).astype(np.uint16)
+    (tmp_path / "shot.dng").write_bytes(make_dng(cfa))
+    r = run(tmp_path / "shot.dng", "-o", tmp_path / "out", "--weights", weights)
+    assert r.exit_code == 0, r.output
+    out = read_photo(tmp_path / "out" / "shot.tiff")
+    assert out.bit_depth == 16 and out.pixels.shape[2] == 3
+
+
+def test_maps_have_the_right_sizes_and_values(tmp_path, weights):
+    src = photo(tmp_path / "p.png", size=(45, 70))
+    r = run(src, "-o", tmp_path / "o.png", "--weights", weights, "--defocus-map", tmp_path / "maps",
+            "--coefficients", tmp_path / "coef")
+    assert r.exit_code == 0, r.output
+    heat = Image.open(tmp_path / "maps" / "p_defocus.png")
+    assert heat.mode == "RGB" and heat.size[1] == 45 and heat.size[0] > 70  # the colour bar is on the right
+    radius = np.asarray(Image.open(tmp_path / "maps" / "p_defocus.tiff"))
+    assert radius.dtype == np.float32 and radius.shape == (45, 70)
+    assert np.isfinite(radius).all() and radius.min() >= 0 and radius.max() < 2 * TINY.num_atoms * 4
+    coef = load_file(str(tmp_path / "coef" / "p_coefficients.safetensors"))
+    J = TINY.num_atoms
+    assert coef["gamma_scale1"].shape == (J, 45, 70)
+    assert coef["gamma_scale2"].shape == (J, 23, 35)
+    assert coef["gamma_scale3"].shape == (J, 12, 18)
+    assert coef["atoms"].shape == (1, J, 2 * J - 1, 2 * J - 1)
+    assert torch.allclose(coef["atoms"].sum((-1, -2)), torch.ones(1, J), atol=1e-5)
+    assert Image.open(tmp_path / "coef" / "p_atoms.png").size[0] > 0
+
+
+def test_tiled_maps_match_untiled(tmp_path, weights):
+    src = photo(tmp_path / "p.png", size=(150, 170))
+    common = ["-o", tmp_path / "o", "--weights", weights, "--format", "tiff", "--overwrite"]
+    assert run(src, *common, "--defocus-map", tmp_path / "m1").exit_code == 0
+    whole = read_photo(tmp_path / "o" / "p.tiff").pixels
+    r = run(src, *common, "--defocus-map", tmp_path / "m2", "--tile", 256, "--tile-overlap", 64)
+    assert r.exit_code == 0  # fits one tile: identical
+    assert np.array_equal(read_photo(tmp_path / "o" / "p.tiff").pixels, whole)
+
+
+def test_bad_inputs_fail_one_line_each_and_the_batch_goes_on(tmp_path, weights):
+    good = photo(tmp_path / "good.png")
+    (tmp_path / "text.jpg").write_text("hello, not a JPEG")
+    data = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty").mkdir()
+    r = run(good, tmp_path / "text.jpg", tmp_path / "cut.png", tmp_path / "missing.png", tmp_path / "empty",
+            "-o", tmp_path / "out", "--weights", weights)
+    assert r.exit_code == 1
+    assert (tmp_path / "out" / "good.png").is_file()
+    assert "1 done, 0 skipped, 4 failed" in r.stderr
+    tail = r.stderr.split("4 failed:")[1]
+    assert "text.jpg: not an image file" in tail
+    assert "cut.png: truncated or corrupt" in tail
+    assert "missing.png: no such file or folder" in tail
+    assert "empty: no images found" in tail
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]  # no temp files left
+
+
+def test_unwritable_output_and_full_disk(tmp_path, weights, monkeypatch):
+    src = photo(tmp_path / "in.png")
+    (tmp_path / "file").write_text("x")
+    r = run(src, "-o", tmp_path / "file" / "out.png", "--weights", weights)  # parent is a file
+    assert r.exit_code == 1 and "in.png" in r.stderr and "cannot" in r.stderr and "Traceback" not in r.output
+
+    import nrkdeblur.imageio as imageio
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imageio.os, "fsync", full)
+    r = run(src, "-o", tmp_path / "o2.png", "--weights", weights)
+    assert r.exit_code == 1 and "disk full" in r.stderr
+    assert not (tmp_path / "o2.png").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("content, message", [(b"garbage" * 9, "not a valid safetensors"), (None, "no such weights")])
+def test_bad_weights_file_is_one_clear_line(tmp_path, content, message):
+    src = photo(tmp_path / "in.png")
+    w = tmp_path / "w.safetensors"
+    if content is not None:
+        w.write_bytes(content)
+    r = run(src, "--weights", w)
+    assert r.exit_code == 1 and message in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "in_sharp.png").exists()
+
+
+def test_mismatched_weights_file(tmp_path, weights):
+    from safetensors.torch import save_file
+
+    state = load_file(str(weights))
+    state.pop("rkr.taps")
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad), metadata={"nrkdeblur.config": TINY.to_json()})
+    r = run(photo(tmp_path / "in.png"), "--weights", bad)
+    assert r.exit_code == 1 and "do not match" in r.stderr
+
+
+def test_quiet_prints_nothing_on_success(tmp_path, weights):
+    r = run(photo(tmp_path / "in.png"), "-q", "--weights", weights)
+    assert r.exit_code == 0 and r.output == ""
+
+
+def test_cuda_asked_for_but_absent(tmp_path, weights):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = run(photo(tmp_path / "in.png"), "--device", "cuda", "--weights", weights)
+    assert r.exit_code != 0 and "no CUDA GPU" in r.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["deblur"], ["train"], ["convert"], ["eval"], ["render"], ["bench"]])
+def test_every_command_has_help_with_examples(command):
+    r = run(*command, "--help")
+    assert r.exit_code == 0 and "Example" in r.output
+
+
+def test_python_m_and_the_debug_flag_show_a_traceback(tmp_path):
+    photo(tmp_path / "in.png")
+    r = subprocess.run([sys.executable, "-m", "nrkdeblur", str(tmp_path / "in.png"), "--weights",
+                        str(tmp_path / "none.safetensors"), "--debug"], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" in r.stderr

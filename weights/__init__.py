@@ -1,0 +1,1 @@
+"""The shipped weights: this folder installs as the package data `nrkdeblur.pretrained`."""
