@@ -42,6 +42,7 @@ def main() -> None:
     """Turn defocused photos into all-in-focus ones (NRKNet, CVPR 2023).
 
     \b
+    Examples:
       nrkdeblur photo.jpg -o sharp.jpg          deblur one photo
       nrkdeblur shoot/ -o sharp/ -r             a folder, with subfolders
       nrkdeblur IMG_1.CR2 --defocus-map maps/   RAW in, 16-bit TIFF and a defocus heatmap out
@@ -185,6 +186,8 @@ class Reporter:
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate (paper: 1e-4).")
 @click.option("--fft-weight", type=float, default=0.1, show_default=True, help="beta: weight of the FFT-L1 term (eq. 13).")
 @click.option("--reblur-weight", type=float, default=0.1, show_default=True, help="alpha: weight of the reblurring term (eq. 14).")
+@click.option("--log-mse/--mse", "log_mse", default=False, show_default=True,
+              help="Squared errors as minus each image's PSNR (ours) instead of plain MSE (paper).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=int, default=500, show_default=True)
 @click.option("--ckpt-every", type=int, default=100, show_default=True)
@@ -194,7 +197,7 @@ class Reporter:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, photos, dpdd, lfdof, pairs, val_dir, steps,
-          batch_size, crop, lr, fft_weight, reblur_weight, seed, val_every, ckpt_every, workers, stop_after, device, debug) -> None:
+          batch_size, crop, lr, fft_weight, reblur_weight, log_mse, seed, val_every, ckpt_every, workers, stop_after, device, debug) -> None:
     """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
 
     Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
@@ -217,7 +220,7 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
     args = {"preset": preset_name, "width": width, "atoms": atoms, "photos": [str(p) for p in photos], "dpdd": dpdd and str(dpdd),
             "lfdof": lfdof and str(lfdof), "pairs": pairs and [str(p) for p in pairs], "val": val_dir and str(val_dir),
             "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
-            "beta": fft_weight, "alpha": reblur_weight,
+            "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse,
             "val_every": val_every, "ckpt_every": ckpt_every}
     names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
     if run_file.exists():  # resume: saved settings win; explicit flags must agree
@@ -233,7 +236,7 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
                                      num_atoms=args["atoms"] or config.num_atoms)
         settings = training.TrainSettings(
             steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
-            alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1),
+            alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1), log_mse=args.get("log_mse", False),
             val_every=args["val_every"], ckpt_every=args["ckpt_every"], workers=workers)
         train_data = training.open_train_data(args, settings)
         val_data = training.open_val_data(args["val"]) if args["val"] else None

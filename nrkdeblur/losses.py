@@ -9,6 +9,12 @@ authors' code; we use the real FFT, whose mean over its half spectrum equals the
 spectrum's by Hermitian symmetry); the reblurring term compares the learned operator
 applied to the sharp pyramid with the blurry pyramid, weighted like its scale's Neumann sum.
 alpha = beta = 0.1. Norms are means over pixels (as torch's MSELoss/L1Loss).
+
+`log_mse=True` (ours, for the CPU-trained weights) replaces every squared error by
+10 log10(MSE_i) averaged over the images i of the batch, i.e. minus their mean PSNR.
+Plain MSE lets heavily blurred images dominate: trained with it, the model lowered the
+batch MSE while raising the error of nearly sharp images, and the mean PSNR fell below
+the input's (measured, README "Choosing the CPU preset").
 """
 
 from __future__ import annotations
@@ -36,16 +42,23 @@ def fft_l1(a: Tensor, b: Tensor) -> Tensor:
     return d.real.abs().mean() + d.imag.abs().mean()
 
 
+def log_mse_loss(a: Tensor, b: Tensor) -> Tensor:
+    """10 log10 of each image's MSE, averaged over the batch: minus the mean PSNR (dB)."""
+    per_image = (a.float() - b.float()).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(per_image + 1e-10)).mean()
+
+
 def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.1,
-             weights: tuple[float, ...] = SCALE_WEIGHTS) -> LossTerms:
+             weights: tuple[float, ...] = SCALE_WEIGHTS, log_mse: bool = False) -> LossTerms:
     """Eq. 12-14 for a model output computed with the sharp target (training mode)."""
     if out.scale_outputs is None:
         raise ValueError("the model must be called with the sharp target to compute the loss")
+    sq = log_mse_loss if log_mse else F.mse_loss
     preds = [out.image] + out.scale_outputs[::-1]  # fine to coarse
     targets = [sharp] + out.sharp[::-1]
-    mse = sum(w * F.mse_loss(z, x) for w, z, x in zip(weights, preds, targets))
-    fdr = sum(w * fft_l1(z, x) for w, z, x in zip(weights, preds, targets))
-    reblur = sum(w * F.mse_loss(d, y) for w, d, y in zip(weights[1:], out.reblurred[::-1], out.blurry[::-1]))
+    mse = sum(w * sq(z, x) for w, z, x in zip(weights, preds, targets))
+    fdr = sum(w * fft_l1(z, x) for w, z, x in zip(weights, preds, targets)) if beta else torch.zeros(())
+    reblur = sum(w * sq(d, y) for w, d, y in zip(weights[1:], out.reblurred[::-1], out.blurry[::-1]))
     return LossTerms(mse + beta * fdr + alpha * reblur, mse, fdr, reblur)
 
 

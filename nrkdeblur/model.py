@@ -97,14 +97,15 @@ class ConvLSTMCell(nn.Module):
 class CoefficientHead(nn.Module):
     """Decoder features -> coefficients gamma [B, J, H, W] (the authors' "APU").
 
-    y = up2(ConvLSTM(avgpool2(features), state)), r = relu(bn(conv3x3(features))),
+    y = up2(ConvLSTM(avgpool2(features), state)), r = relu(bn(conv3x3(features))) (or a
+    biased conv without bn),
     gamma = y * r + y (+ e_1 when the config asks for an identity start).
     """
 
-    def __init__(self, width: int, num_atoms: int, lstm_kernel: int, identity_start: bool):
+    def __init__(self, width: int, num_atoms: int, lstm_kernel: int, batchnorm: bool, identity_start: bool):
         super().__init__()
-        self.conv = conv3x3(width, num_atoms)
-        self.bn = nn.BatchNorm2d(num_atoms)
+        self.conv = nn.Conv2d(width, num_atoms, 3, padding=1, bias=not batchnorm, padding_mode="reflect")
+        self.bn = nn.BatchNorm2d(num_atoms) if batchnorm else nn.Identity()
         self.lstm = ConvLSTMCell(width, num_atoms, lstm_kernel)
         offset = torch.zeros(1, num_atoms, 1, 1)
         if identity_start:
@@ -156,7 +157,7 @@ class NRKNet(nn.Module):
         self.config = config
         J, C = config.num_atoms, config.in_channels
         self.unet = UNet(C, config.width, config.num_res)
-        self.head = CoefficientHead(config.width, J, config.lstm_kernel, config.identity_start)
+        self.head = CoefficientHead(config.width, J, config.lstm_kernel, config.head_batchnorm, config.identity_start)
         self.rkr = RecursiveKernels(J, C, config.atoms_per_channel, config.symmetric_taps)
         self.mix = nn.Conv2d(J * C, C, 1, bias=True) if config.mixing == "conv" else None
 

@@ -50,6 +50,7 @@ class TrainSettings:
         milestones: fractions of `steps` where the rate drops to 0.5x, 0.25x, 0.1x: the
             shape of the authors' schedule (epochs 2000/3000/4000 of 5000).
         alpha, beta: weights of the reblurring and FFT terms (eq. 14, 13).
+        log_mse: squared errors as minus each image's PSNR (losses.py; ours, not the paper's).
         seed: seeds model init, data stream and every RNG.
         val_every, ckpt_every: in steps.
         workers: DataLoader worker processes that render samples while the model trains.
@@ -72,6 +73,7 @@ class TrainSettings:
     workers: int = 1
     grad_clip: float | None = 1.0
     ema: float = 0.999
+    log_mse: bool = False
 
     def lr_at(self, step: int) -> float:
         frac = step / self.steps
@@ -276,7 +278,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         for g in opt.param_groups:
             g["lr"] = settings.lr_at(step)
         blur, sharp = batch["blur"].to(device), batch["sharp"].to(device)
-        terms = nrk_loss(net(blur, sharp), sharp, settings.alpha, settings.beta)
+        terms = nrk_loss(net(blur, sharp), sharp, settings.alpha, settings.beta, log_mse=settings.log_mse)
         opt.zero_grad(set_to_none=True)
         terms.total.backward()
         if settings.grad_clip is not None:

@@ -50,7 +50,8 @@ def test_config_that_does_not_fit_the_tensors_is_an_error(tmp_path):
         load_model(path)
 
 
-@pytest.mark.parametrize("meta", ["not json", json.dumps({"width": 4}), json.dumps([1, 2])])
+@pytest.mark.parametrize("meta", ["not json", json.dumps({"width": 4, "colour": 2}), json.dumps([1, 2]),
+                                  json.dumps({"mixing": "magic"})])
 def test_broken_config_is_an_error(tmp_path, meta):
     path = tmp_path / "m.safetensors"
     save_file({"x": torch.zeros(1)}, str(path), metadata={CONFIG_KEY: meta})

@@ -1,0 +1,120 @@
+"""Evaluation: metrics match scikit-image, the eval command, baselines; convert, render, bench."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from nrkdeblur import bench
+from nrkdeblur.cli import main
+from nrkdeblur.evaluate import psnr, ssim
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def test_ssim_and_psnr_match_scikit_image():
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (61, 83, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-25, 25, a.shape), 0, 255).astype(np.uint8)
+    assert abs(ssim(a, b) - metrics.structural_similarity(a, b, channel_axis=-1, data_range=255)) < 1e-6
+    assert abs(psnr(a, b) - metrics.peak_signal_noise_ratio(a, b, data_range=255)) < 1e-6
+    assert abs(ssim(a[..., 0], b[..., 0]) - metrics.structural_similarity(a[..., 0], b[..., 0], data_range=255)) < 1e-6
+
+
+def pairs(root: Path, n: int = 3) -> tuple[Path, Path]:
+    rng = np.random.default_rng(1)
+    for d in ("blur", "sharp", "pred"):
+        (root / d).mkdir(parents=True)
+    for i in range(n):
+        sharp = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        blur = np.clip(sharp.astype(int) + rng.integers(-40, 40, sharp.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(sharp).save(root / "sharp" / f"im{i}.png")
+        Image.fromarray(blur).save(root / "blur" / f"im{i}.png")
+        Image.fromarray(sharp).save(root / "pred" / f"im{i}.png")  # a perfect "prediction"
+    return root / "blur", root / "sharp"
+
+
+def test_eval_command_prints_a_table_and_writes_csv_and_json(tmp_path):
+    blur, sharp = pairs(tmp_path)
+    r = CliRunner().invoke(main, ["eval", str(blur), str(sharp), "--method", "identity",
+                                  "--csv", str(tmp_path / "s.csv"), "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert "mean" in r.stdout and "im2" in r.stdout
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert [row["name"] for row in rows] == ["im0", "im1", "im2", "mean"]
+    assert all(row["psnr_in"] == row["psnr_out"] for row in rows)  # identity
+    assert (tmp_path / "s.csv").read_text().splitlines()[0].startswith("name,psnr_in,ssim_in")
+
+
+def test_eval_reads_existing_predictions(tmp_path):
+    blur, sharp = pairs(tmp_path)
+    r = CliRunner().invoke(main, ["eval", str(blur), str(sharp), "--pred", str(tmp_path / "pred"),
+                                  "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    mean = json.loads((tmp_path / "s.json").read_text())[-1]
+    assert mean["psnr_out"] == float("inf") and mean["ssim_out"] == pytest.approx(1.0)
+
+
+def test_eval_without_matching_names_is_one_clear_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "x.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "b" / "y.png")
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "a"), str(tmp_path / "b"), "--method", "identity"])
+    assert r.exit_code == 1 and "no files with matching names" in r.output
+
+
+@pytest.mark.parametrize("method", ["unsharp", "richardson-lucy"])
+def test_classical_baselines_run(tmp_path, method):
+    pytest.importorskip("skimage")
+    blur, sharp = pairs(tmp_path, n=1)
+    r = CliRunner().invoke(main, ["eval", str(blur), str(sharp), "--method", method, "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    row = json.loads((tmp_path / "s.json").read_text())[0]
+    assert row["psnr_out"] != row["psnr_in"]
+
+
+def test_render_command_writes_a_reproducible_frozen_set(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(src / "p.png")
+    for out in ("v1", "v2"):
+        r = CliRunner().invoke(main, ["render", str(src), "-o", str(tmp_path / out), "--seed", "7"])
+        assert r.exit_code == 0, r.output
+    a = np.asarray(Image.open(tmp_path / "v1" / "blur" / "p.png"))
+    assert a.shape == (64, 80, 3)
+    assert np.array_equal(a, np.asarray(Image.open(tmp_path / "v2" / "blur" / "p.png")))
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs ../shared/reference (the authors' checkpoint format)")
+def test_convert_command_reproduces_the_authors_output(tmp_path):
+    out = tmp_path / "paper.safetensors"
+    r = CliRunner().invoke(main, ["convert", str(REFERENCE / "NRKNet_official_format_random.pth"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    from nrkdeblur.weights import load_model
+
+    io = torch.load(REFERENCE / "official_io.pt", weights_only=True)
+    with torch.no_grad():
+        assert (load_model(out)(io["input"]).image - io["output"]).abs().max() < 1e-4
+
+
+def test_convert_command_refuses_a_bad_file(tmp_path):
+    (tmp_path / "x.pth").write_bytes(b"not a checkpoint")
+    r = CliRunner().invoke(main, ["convert", str(tmp_path / "x.pth"), "-o", str(tmp_path / "o.safetensors")])
+    assert r.exit_code == 1 and "cannot read as a PyTorch checkpoint" in r.output
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_bench_measures_the_operator_ratio_and_counts_macs():
+    op = bench.rkr_vs_explicit(J=6, side=64)
+    assert op["S"] == 11 and op["ratio"] > 1
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert bench.count_macs(conv, torch.rand(1, 3, 10, 12)) == 8 * 3 * 9 * 10 * 12
+    up = torch.nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1, bias=False)
+    assert bench.count_macs(up, torch.rand(1, 4, 5, 6)) == 4 * 2 * 16 * 5 * 6
