@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model import NRKNet, pad_to_multiple
+from .model import NRKNet
 from .tiling import run_tiled
 
 # Defocus kernels reach ~39 px and the U-Net sees ~16x further at the coarsest scale, so
@@ -25,7 +25,7 @@ MIN_TILE = 256
 
 
 class Deblurred(NamedTuple):
-    image: np.ndarray  # (H, W, C) float32, the deblurred photo, not clipped
+    image: np.ndarray  # (H, W, C) float32, the deblurred photo, not clipped (may be a strided view)
     defocus: np.ndarray | None  # (H, W) float32, defocus scale in input pixels
     gammas: list[np.ndarray] | None  # coarse to fine, (J, H/2^t, W/2^t) float32
 
@@ -120,9 +120,9 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | None = None, overlap: 
         y = fn(x)
         if on_tile is not None:
             on_tile(1, 1)
-    else:  # tiles on the whole image's pixel grid: padded as the model pads, starts aligned
+    else:  # tiles start on the model's grid (multiples of m); border tiles pad as the whole would
         tile = max(tile // m * m, 2 * m)
-        y = run_tiled(fn, pad_to_multiple(x, m), tile, overlap, on_tile, align=m)[..., :H, :W]
+        y = run_tiled(fn, x, tile, overlap, on_tile, align=m)
     image = y[0, :3].permute(1, 2, 0).numpy()
     if C == 1:
         image = image.mean(axis=2, keepdims=True)
@@ -137,4 +137,4 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | None = None, overlap: 
         for t in range(S):
             f = 2 ** (S - 1 - t)
             gammas.append(np.ascontiguousarray(y[0, k + t * J : k + (t + 1) * J, ::f, ::f].numpy()))
-    return Deblurred(np.ascontiguousarray(image), radius, gammas)
+    return Deblurred(image, radius, gammas)  # a view of y: no copy of a big photo

@@ -96,7 +96,7 @@ def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bo
         tile = choose_tile(model, H, W, device)
     result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=defocus_dir is not None,
                     coefficients=coef_dir is not None, half=half, on_tile=report.tile)
-    out = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0))
+    out = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))  # in place
     write_photo(job.output, out, quality=quality, format=fmt)
     stem = job.relative.with_suffix("")
     if defocus_dir is not None:

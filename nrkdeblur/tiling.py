@@ -5,7 +5,8 @@ processed on its own and the results are blended with feathering windows:
 
 - Along each axis the tiles are spaced evenly, the first flush with the top/left border
   and the last flush with the bottom/right border (shifted back, never shrunk), so that
-  neighbours share at least `overlap` pixels.
+  neighbours share at least `overlap` pixels. With `align`, starts are multiples of it and
+  the last tile may be up to align - 1 pixels longer.
 - A tile's window is 1 in its interior and at the image border, and fades out towards
   an inner tile edge across `overlap` pixels: it is 0 on the outermost quarter of the
   overlap, rises along a raised cosine across the middle half and is 1 beyond. The pixels
@@ -42,29 +43,28 @@ def _check_sizes(tile: int, overlap: int) -> None:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
 
 
-def _tile_starts(size: int, tile: int, overlap: int, align: int = 1) -> list[int]:
-    """Start positions of tiles of `tile` px covering 0..size, evenly spaced, last one flush.
+def _tile_spans(size: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) of tiles covering 0..size, evenly spaced, the last one ending at size.
 
-    Neighbours overlap by at least `overlap` px; a single tile at 0 if size <= tile.
-    Starts are multiples of `align` (the last one too when size and tile are), so that a
-    multi-scale network samples every tile on the same pixel grid as the whole image.
+    Neighbours overlap by at least `overlap` px; a single tile when size <= tile. Every
+    start is a multiple of `align`, so a multi-scale network samples each tile on the same
+    pixel grid as the whole image; the last tile then reaches back to an aligned start and
+    may be up to align - 1 px longer than `tile`.
     """
     _check_sizes(tile, overlap + align - 1)
     if size <= tile:
-        return [0]
+        return [(0, size)]
     n = math.ceil((size - tile) / (tile - overlap - (align - 1))) + 1
     starts = [i * (size - tile) // (n - 1) // align * align for i in range(n)]
-    starts[-1] = size - tile
-    return starts
+    return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], size)]
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> list[Tile]:
-    """Tiles of at most tile x tile px covering the image, row by row (see module notes)."""
-    th, tw = min(tile, height), min(tile, width)
+    """Tiles of about tile x tile px covering the image, row by row (see module notes)."""
     return [
-        Tile(y, y + th, x, x + tw)
-        for y in _tile_starts(height, tile, overlap, align)
-        for x in _tile_starts(width, tile, overlap, align)
+        Tile(y0, y1, x0, x1)
+        for y0, y1 in _tile_spans(height, tile, overlap, align)
+        for x0, x1 in _tile_spans(width, tile, overlap, align)
     ]
 
 
@@ -108,13 +108,12 @@ def blend_weights(
 
 def _axis_weights(size: int, tile: int, overlap: int, align: int) -> list[tuple[int, int, Tensor]]:
     """(start, stop, weights) of the tiles along one axis; the weights sum to 1 at every pixel."""
-    length = min(tile, size)
-    starts = _tile_starts(size, tile, overlap, align)
-    windows = [_window_1d(length, overlap, s == 0, s + length == size) for s in starts]
+    spans = _tile_spans(size, tile, overlap, align)
+    windows = [_window_1d(b - a, overlap, a == 0, b == size) for a, b in spans]
     total = torch.zeros(size)
-    for s, w in zip(starts, windows):
-        total[s:s + length] += w
-    return [(s, s + length, w / total[s:s + length]) for s, w in zip(starts, windows)]
+    for (a, b), w in zip(spans, windows):
+        total[a:b] += w
+    return [(a, b, w / total[a:b]) for (a, b), w in zip(spans, windows)]
 
 
 def run_tiled(
@@ -127,7 +126,7 @@ def run_tiled(
     device) to [1, K, h, w] for any K. Returns [1, K, H, W] float32 on the CPU: each
     tile's output is moved to the CPU and added in with its normalised window, so memory
     is the output plus one tile's work. on_tile(done, total) is called after every tile.
-    align: tile starts are multiples of it (give H, W and tile as multiples too).
+    align: tile starts are multiples of it.
     The result is detached from autograd: this is for inference. Errors in fn propagate.
     """
     if x.dim() != 4 or x.shape[0] != 1:

@@ -155,7 +155,7 @@ def test_maps_have_the_right_sizes_and_values(tmp_path, weights):
     assert Image.open(tmp_path / "coef" / "p_atoms.png").size[0] > 0
 
 
-def test_tiled_maps_match_untiled(tmp_path, weights):
+def test_tile_options_reach_the_model_and_a_single_tile_is_exact(tmp_path, weights):
     src = photo(tmp_path / "p.png", size=(150, 170))
     common = ["-o", tmp_path / "o", "--weights", weights, "--format", "tiff", "--overwrite"]
     assert run(src, *common, "--defocus-map", tmp_path / "m1").exit_code == 0

@@ -153,3 +153,13 @@ def test_big_image_runs_in_bounded_memory():
     assert len(plan_tiles(3000, 4000, 512, 32)) == 63
     assert growth < 1.5 * out_bytes, f"peak growth {growth / 2**20:.0f} MB"
     assert torch.allclose(y, 2 * x, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("size, tile, overlap, align", [(1000, 256, 64, 16), (4000, 1264, 128, 16), (500, 256, 128, 16)])
+def test_aligned_tiles_start_on_the_grid_and_still_overlap(size, tile, overlap, align):
+    tiles = plan_tiles(size, size + 7, tile, overlap, align)
+    ys = sorted({(t.y0, t.y1) for t in tiles})
+    assert ys[0][0] == 0 and ys[-1][1] == size
+    assert all(y0 % align == 0 for y0, _ in ys)
+    assert all(y1 - y0 <= tile + align - 1 for y0, y1 in ys)
+    assert all(a1 - b0 >= overlap for (_, a1), (b0, _) in zip(ys, ys[1:]))
