@@ -7,7 +7,7 @@
 3. peak resident memory of tiled inference on 2, 12 and 24 MP photos, each in a fresh
    process;
 4. the share of the machine's measured convolution throughput that inference reaches.
-Pure measurement: returns numbers; cli.py prints them and bench_plot draws them.
+Pure measurement: returns numbers; cli.py prints them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import sys
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 

@@ -22,6 +22,7 @@ from . import __version__
 from .config import PRESETS, preset
 from .batch import EXTENSION_OF_FORMAT, find_images
 from .inference import DEFAULT_OVERLAP, MIN_TILE
+from .imageio import ImageError, atomic_write
 from .weights import WeightsError, convert_official
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
@@ -179,20 +180,20 @@ class Reporter:
 @click.option("--pairs", nargs=2, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="BLUR_DIR SHARP_DIR: any folders of pairs matched by file name.")
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Validation pairs: a folder with blur/ and sharp/ (e.g. made by `nrkdeblur make-val`).")
-@click.option("--steps", type=int, default=100_000, show_default=True, help="Total optimiser steps (sets the schedule).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Global batch size.")
-@click.option("--crop", type=int, default=128, show_default=True, help="Training crop size in pixels.")
+              help="Validation pairs: a folder with blur/ and sharp/ (e.g. made by `nrkdeblur render`).")
+@click.option("--steps", type=click.IntRange(1), default=100_000, show_default=True, help="Total optimiser steps (sets the schedule).")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Global batch size.")
+@click.option("--crop", type=click.IntRange(1), default=128, show_default=True, help="Training crop size in pixels.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate (paper: 1e-4).")
 @click.option("--fft-weight", type=float, default=0.1, show_default=True, help="beta: weight of the FFT-L1 term (eq. 13).")
 @click.option("--reblur-weight", type=float, default=0.1, show_default=True, help="alpha: weight of the reblurring term (eq. 14).")
 @click.option("--log-mse/--mse", "log_mse", default=False, show_default=True,
               help="Squared errors as minus each image's PSNR (ours) instead of plain MSE (paper).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-every", type=int, default=500, show_default=True)
-@click.option("--ckpt-every", type=int, default=100, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Data-rendering worker processes.")
-@click.option("--stop-after", type=int, help="Stop after this many steps in all (resume later).")
+@click.option("--val-every", type=click.IntRange(1), default=500, show_default=True)
+@click.option("--ckpt-every", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=1, show_default=True, help="Data-rendering worker processes.")
+@click.option("--stop-after", type=click.IntRange(1), help="Stop after this many steps in all (resume later).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
@@ -224,7 +225,10 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
             "val_every": val_every, "ckpt_every": ckpt_every}
     names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
     if run_file.exists():  # resume: saved settings win; explicit flags must agree
-        saved = json.loads(run_file.read_text())
+        try:
+            saved = json.loads(run_file.read_text())
+        except (OSError, ValueError) as e:
+            fail(f"{run_file}: cannot read the run's settings ({e})")
         for k in explicit:
             key = names.get(k, k)
             if key in saved and saved[key] != args[key]:
@@ -240,12 +244,11 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
             val_every=args["val_every"], ckpt_every=args["ckpt_every"], workers=workers)
         train_data = training.open_train_data(args, settings)
         val_data = training.open_val_data(args["val"]) if args["val"] else None
-        dev = resolve_device(device)
-        distributed = training.init_distributed(dev)
-        if not run_file.exists() and not distributed or training.is_rank0():
+        dev = training.init_distributed(resolve_device(device))
+        if training.is_rank0() and not run_file.exists():
             run_dir.mkdir(parents=True, exist_ok=True)
-            run_file.write_text(json.dumps(args, indent=1))
-    except (ValueError, OSError) as e:
+            atomic_write(run_file, lambda f: f.write(json.dumps(args, indent=1).encode()))
+    except (ValueError, OSError, ImageError) as e:
         if debug:
             raise
         fail(str(e))
@@ -261,7 +264,12 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
             if not console.is_terminal and (s.step % 50 == 0 or s.step == s.steps):  # logs: a line now and then
                 console.print(f"step {s.step}/{s.steps} {info}", highlight=False)
 
-        result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step)
+        try:
+            result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step)
+        except (ValueError, OSError, ImageError) as e:
+            if debug:
+                raise
+            fail(str(e))
     if training.is_rank0():
         console.print(f"stopped at step {result.step}/{settings.steps}; weights: {run_dir / 'last.safetensors'}")
 
@@ -311,21 +319,22 @@ def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, device, csv
       nrkdeblur eval pairs/blur pairs/sharp --method richardson-lucy --csv rl.csv
       nrkdeblur eval blur/ sharp/ --pred my_outputs/ --json scores.json
     """
-    from .evaluate import evaluate, match_pairs, mean_row, to_uint8
-    from .imageio import ImageError, read_photo
+    from .data import match_pairs
+    from .evaluate import evaluate, mean_row, to_uint8
+    from .imageio import read_photo
 
     try:
-        names = match_pairs(blur_dir, sharp_dir)
         load = lambda p: to_uint8(read_photo(p).pixels)  # noqa: E731
-        pairs = [(name, load(b), load(s)) for name, b, s in names]
+        pairs = [(b.relative_to(blur_dir).with_suffix("").as_posix(), load(b), load(s))
+                 for b, s in match_pairs(blur_dir, sharp_dir)]
         restore = make_restorer(method, pred_dir, weights, device)
         rows = evaluate(pairs, restore)
-    except (ImageError, WeightsError, ValueError) as e:
+        write_table(rows + [mean_row(rows)], method if pred_dir is None else f"predictions in {pred_dir}",
+                    csv_path, json_path)
+    except (ImageError, WeightsError, ValueError, OSError) as e:
         if debug:
             raise
         fail(str(e))
-    write_table(rows + [mean_row(rows)], method if pred_dir is None else f"predictions in {pred_dir}",
-                csv_path, json_path)
 
 
 def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, device: str):
@@ -395,8 +404,9 @@ def write_table(rows, title: str, csv_path: Path | None, json_path: Path | None)
 def render(photos, output: Path, seed: int) -> None:
     """Render synthetic defocus once from sharp photos: a frozen validation set.
 
-    Writes OUTPUT/blur/NAME.png and OUTPUT/sharp/NAME.png (8-bit). Photo i of the sorted
-    list is rendered with seed (SEED, i), so the set is reproducible.
+    Writes OUTPUT/blur/NAME.png and OUTPUT/sharp/NAME.png (8-bit). Photo i of the list (the
+    folders' photos sorted, then the files given, sorted) is rendered with seed (SEED, i),
+    so the set is reproducible.
 
     \b
     Example (the validation set of the shipped weights):
@@ -409,7 +419,7 @@ def render(photos, output: Path, seed: int) -> None:
         if not paths:
             fail("no photos found")
         names = write_frozen_set(paths, output, seed, RenderSettings())
-    except ValueError as e:
+    except (ValueError, ImageError, OSError) as e:
         fail(str(e))
     console.print(f"wrote {len(names)} pairs to {output}")
 

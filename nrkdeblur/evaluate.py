@@ -9,12 +9,10 @@ against scikit-image to 1e-6. Computed in float64 with numpy only.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .batch import find_images
 
 
 class Row(NamedTuple):
@@ -61,16 +59,6 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Float [0, 1] HxWxC (C = 1 or 3) -> uint8 HxWx3, rounded."""
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def match_pairs(blur_dir: Path, sharp_dir: Path) -> list[tuple[str, Path, Path]]:
-    """(stem, blurry, sharp) for every stem present in both folders."""
-    blur = {p.stem: p for p in find_images(blur_dir, recursive=False)}
-    sharp = {p.stem: p for p in find_images(sharp_dir, recursive=False)}
-    common = sorted(blur.keys() & sharp.keys())
-    if not common:
-        raise ValueError(f"no files with matching names in {blur_dir} and {sharp_dir}")
-    return [(s, blur[s], sharp[s]) for s in common]
 
 
 def evaluate(pairs: list[tuple[str, np.ndarray, np.ndarray]],

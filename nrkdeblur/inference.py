@@ -27,7 +27,7 @@ MIN_TILE = 256
 class Deblurred(NamedTuple):
     image: np.ndarray  # (H, W, C) float32, the deblurred photo, not clipped (may be a strided view)
     defocus: np.ndarray | None  # (H, W) float32, defocus scale in input pixels
-    gammas: list[np.ndarray] | None  # coarse to fine, (J, H/2^t, W/2^t) float32
+    gammas: list[np.ndarray] | None  # coarse to fine, (J, H/2^(S-1-t), W/2^(S-1-t)) float32
 
 
 def bytes_per_pixel(model: NRKNet) -> float:
@@ -47,7 +47,11 @@ def available_memory(device: torch.device) -> int:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
         return info["MemAvailable"]
     except (OSError, KeyError, ValueError):
+        pass
+    try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, AttributeError, OSError):  # macOS, Windows: assume a modest machine
+        return 3 << 30
 
 
 def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
@@ -68,9 +72,8 @@ def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
     return max(side, MIN_TILE)
 
 
-def upsample_to(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Nearest-upsample a coarse map by its integer factor, cropped to `size`."""
-    f = -(-size[0] // x.shape[-2])
+def upsample_to(x: Tensor, size: tuple[int, int], f: int) -> Tensor:
+    """Nearest-upsample a coarse map by its factor f, cropped to `size`."""
     x = x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
     return x[..., : size[0], : size[1]]
 
@@ -87,10 +90,11 @@ def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) ->
     if defocus:
         S = len(out.gammas)
         radii = model.defocus_radius(out.gammas)
-        scaled = [upsample_to(r, size) * 2 ** (S - 1 - t) for t, r in enumerate(radii)]
+        scaled = [upsample_to(r, size, 2 ** (S - 1 - t)) * 2 ** (S - 1 - t) for t, r in enumerate(radii)]
         parts.append(torch.stack(scaled).pow(2).mean(0).sqrt())
     if coefficients:
-        parts.extend(upsample_to(g, size) for g in out.gammas)
+        S = len(out.gammas)
+        parts.extend(upsample_to(g, size, 2 ** (S - 1 - t)) for t, g in enumerate(out.gammas))
     return torch.cat(parts, dim=1)
 
 
@@ -100,7 +104,8 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | None = None, overlap: 
            on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
 
-    tile: side of the tiles, None to process whole. half: run in bfloat16/float16 (GPU).
+    tile: side of the tiles, None to process whole. half: run in float16 on CUDA (ignored
+    elsewhere).
     """
     H, W, C = pixels.shape
     device = next(model.parameters()).device

@@ -142,7 +142,7 @@ def pyramid(x: Tensor, num_scales: int) -> list[Tensor]:
 
 class NRKOutput(NamedTuple):
     image: Tensor  # (B, C, H, W) the deblurred image Z (eq. 10)
-    gammas: list[Tensor] | None  # coarse to fine, (B, J, H/2^t, W/2^t), on request
+    gammas: list[Tensor] | None  # coarse to fine, (B, J, H/2^(S-1-t), W/2^(S-1-t)), on request
     scale_outputs: list[Tensor] | None  # training: per-scale Neumann sums, coarse to fine
     reblurred: list[Tensor] | None  # training: D_t(X_t) for the sharp pyramid X_t
     blurry: list[Tensor] | None  # training: the input pyramid Y_t, coarse to fine
@@ -212,7 +212,9 @@ class NRKNet(nn.Module):
         )
 
     def defocus_radius(self, gammas: list[Tensor]) -> list[Tensor]:
-        """Per-scale RMS radius maps of the effective kernels, in that scale's pixels."""
+        """Per-scale RMS radius maps of the effective kernels sum_j gamma_j A_j, in that
+        scale's pixels. With the authors' mixing convolution (`paper`), D also mixes colour
+        channels, so this radius describes the atoms' weighting, not D exactly."""
         m2 = self.rkr.second_moments()
         return [rms_radius(g, m2) for g in gammas]
 

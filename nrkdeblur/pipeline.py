@@ -19,7 +19,7 @@ from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 
 from .batch import Job, plan
-from .imageio import ImageError, Photo, atomic_write, read_photo, write_photo
+from .imageio import ImageError, atomic_write, read_photo, write_photo
 from .inference import choose_tile, deblur
 from .maps import atom_sheet, heatmap
 from .model import NRKNet
@@ -74,12 +74,15 @@ def process_batch(inputs: list[Path], output: Path | None, *, recursive: bool, f
             megapixels += process_one(model, job, fmt, quality, half, tile, overlap, defocus_dir, coef_dir, report)
             done += 1
         except ImageError as e:
-            failed.append((job.source, str(e).removeprefix(f"{job.source}: ")))
-            report.error(job.source, failed[-1][1])
-        except (RuntimeError, ValueError, OSError) as e:
             if debug:
                 raise
-            reason = "out of memory; try a smaller --tile" if "memory" in str(e).lower() else f"{type(e).__name__}: {e}"
+            failed.append((job.source, str(e).removeprefix(f"{job.source}: ")))
+            report.error(job.source, failed[-1][1])
+        except (RuntimeError, ValueError, OSError, MemoryError) as e:
+            if debug:
+                raise
+            memory = isinstance(e, MemoryError) or "memory" in str(e).lower()
+            reason = "out of memory; try a smaller --tile" if memory else f"{type(e).__name__}: {e}"
             failed.append((job.source, reason))
             report.error(job.source, reason)
         report.file_done()
@@ -94,15 +97,17 @@ def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bo
     device = next(model.parameters()).device
     if tile is None:
         tile = choose_tile(model, H, W, device)
+    if tile is not None:
+        overlap = min(overlap, tile // 2)
     result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=defocus_dir is not None,
                     coefficients=coef_dir is not None, half=half, on_tile=report.tile)
-    out = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))  # in place
-    write_photo(job.output, out, quality=quality, format=fmt)
     stem = job.relative.with_suffix("")
-    if defocus_dir is not None:
+    if defocus_dir is not None:  # maps first: the photo's output marks the job as done
         write_defocus(defocus_dir / stem.parent, stem.name, result.defocus)
     if coef_dir is not None:
         write_coefficients(coef_dir / stem.parent, stem.name, model, result.gammas)
+    out = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))  # in place
+    write_photo(job.output, out, quality=quality, format=fmt)
     return H * W / 1e6
 
 

@@ -3,7 +3,9 @@
 A defocus kernel at a pixel is a mix of J atoms, K = sum_j gamma_j A_j (eq. 2). The atoms
 are recursive and separable:
 
-    A_1 = Dirac,   A_j = A_{j-1} * (a_j a_j^T),   a_j = softmax(3 free values)   (eq. 4)
+    A_1 = Dirac,   A_j = A_{j-1} * (a_j a_j^T),   a_j = softmax(t_j), 3 taps    (eq. 4)
+
+(t_j = [u, v, u] with 2 free values when the taps are symmetric, else 3 free values)
 
 so A_j has support (2j-1) x (2j-1), is non-negative and sums to 1. The blur operator
 

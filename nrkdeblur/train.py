@@ -98,12 +98,16 @@ class Checkpoint(NamedTuple):
     history: list[dict]
 
 
-def init_distributed(device: torch.device) -> bool:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); returns this
+    process's device (on CUDA, the GPU numbered LOCAL_RANK)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return dist.is_initialized()
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return True
+    return device
 
 
 def is_rank0() -> bool:
@@ -256,7 +260,9 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         saved = (NRKConfig.from_json(state["config"]), json.loads(state["settings"]))
-        if saved[0] != config or saved[1] != json.loads(json.dumps(dataclasses.asdict(settings))):
+        mine = json.loads(json.dumps(dataclasses.asdict(settings)))
+        mine["workers"] = saved[1].get("workers", mine["workers"])  # free to change on resume
+        if saved[0] != config or saved[1] != mine:
             raise ValueError(f"{ckpt_path} was made with other settings; use another run folder")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -265,7 +271,10 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         set_rng_state(state["rng"])
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-    net = DistributedDataParallel(model) if distributed else model
+    if distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        net = model
 
     end = settings.steps if stop_after is None else min(settings.steps, stop_after)
     loader = DataLoader(train_data, batch_sampler=StepBatches(step, end, settings.batch_size, rank, world),
@@ -289,8 +298,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         else:
             ema.load_state_dict(model.state_dict())
         step += 1
-        now = time.perf_counter()
-        seconds, tick = now - tick, now
+        seconds = time.perf_counter() - tick
 
         if rank == 0 and val_data is not None and (step % settings.val_every == 0 or step == end):
             val_psnr, val_in = validate(ema, val_data, device)
@@ -306,7 +314,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
             save_weights(ema, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(step)})
         if on_step is not None and rank == 0:
             on_step(StepInfo(step, settings.steps, terms.total.item(), seconds, *last_val))
-        tick = time.perf_counter() if step % settings.val_every == 0 else tick
+        tick = time.perf_counter()  # validation and checkpoints do not count as step time
     if distributed:
         dist.barrier()
     return Checkpoint(step, history)

@@ -127,7 +127,7 @@ def convert_official(src: str | os.PathLike, dst: str | os.PathLike, config: NRK
     model = NRKNet(config)
     try:
         model.load_state_dict(convert_official_state(state, config), strict=True)
-    except (KeyError, RuntimeError) as e:
+    except (KeyError, RuntimeError, IndexError, ValueError) as e:
         raise WeightsError(f"{src}: not an NRKNet checkpoint of the authors' layout ({str(e).splitlines()[0]})") from None
     save_weights(model, dst, extra={"nrkdeblur.source": f"converted from {src.name}"})
     return model

@@ -84,3 +84,16 @@ def test_training_and_inference_share_one_forward():
 def test_config_rejects_unknown_mixing():
     with pytest.raises(ValueError):
         NRKConfig(mixing="magic")
+
+
+@pytest.mark.parametrize("shape", [(9, 200, 3), (5, 7, 1), (33, 17, 3)])
+def test_maps_of_thin_and_tiny_photos(shape):
+    import numpy as np
+
+    from nrkdeblur.inference import deblur
+
+    model = NRKNet(dataclasses.replace(TINY, identity_start=False)).eval()
+    out = deblur(model, np.random.default_rng(0).random(shape, dtype=np.float32), defocus=True, coefficients=True)
+    assert out.image.shape == shape and out.defocus.shape == shape[:2]
+    H, W = shape[:2]
+    assert [g.shape for g in out.gammas] == [(TINY.num_atoms, -(-H // f), -(-W // f)) for f in (4, 2, 1)]

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from nrkdeblur.rkr import RecursiveKernels, explicit_blur, rms_radius
 

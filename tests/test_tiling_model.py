@@ -1,7 +1,5 @@
 """Tiled inference with the shipped weights equals whole-image inference; memory stays bounded."""
 
-import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +37,7 @@ def test_tile_choice_follows_the_memory_budget(model):
 
 def test_a_24_megapixel_photo_stays_in_bounded_memory(tmp_path):
     """A tiny model isolates what tiling keeps: one tile's work plus the photo itself."""
-    code = f"""
+    code = """
 import resource, numpy as np, torch
 from nrkdeblur.config import NRKConfig
 from nrkdeblur.model import NRKNet

@@ -235,6 +235,7 @@ class PairFolder(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         n = len(self.pairs)
+        stream_index = index  # fresh crops, flips and rotations every epoch
         if self.augment:
             epoch, index = divmod(index, n)
             index = int(np.random.default_rng([self.seed, epoch, n]).permutation(n)[index])
@@ -242,7 +243,7 @@ class PairFolder(Dataset):
         blur, sharp = read_image(blur_path), read_image(sharp_path)
         if blur.shape != sharp.shape:
             raise ValueError(f"size mismatch: {blur_path} {blur.shape[:2]} vs {sharp_path} {sharp.shape[:2]}")
-        rng = np.random.default_rng([self.seed, index])
+        rng = np.random.default_rng([self.seed, stream_index])
         if self.crop is not None:
             blur, sharp = self._cut(blur, sharp, rng, blur_path)
         if self.augment:
