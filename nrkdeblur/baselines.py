@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data.defocus import aperture_psf
+
 UNSHARP_RADIUS, UNSHARP_AMOUNT = 1.0, 0.3  # best of radius {1,2,4} x amount {.3,.6,1}
 RL_RADIUS, RL_ITERATIONS = 1.0, 2  # best of radius {1,1.5,2.5,4} x iterations {1,2,3,10}
 
@@ -21,15 +23,6 @@ def _skimage():
     except ImportError:
         raise ValueError("the classical baselines need scikit-image: pip install scikit-image") from None
     return skimage
-
-
-def disk_psf(radius: float) -> np.ndarray:
-    """A normalised disk, anti-aliased by 4x4 supersampling."""
-    r = int(np.ceil(radius))
-    s = (np.arange(-r * 4, r * 4 + 4) + 0.5) / 4 - 0.5
-    inside = (s[:, None] ** 2 + s[None, :] ** 2 <= radius**2).astype(np.float64)
-    psf = inside.reshape(2 * r + 1, 4, 2 * r + 1, 4).mean(axis=(1, 3))
-    return psf / psf.sum()
 
 
 def unsharp(pixels: np.ndarray, radius: float = UNSHARP_RADIUS, amount: float = UNSHARP_AMOUNT) -> np.ndarray:
@@ -44,7 +37,7 @@ def unsharp(pixels: np.ndarray, radius: float = UNSHARP_RADIUS, amount: float = 
 def richardson_lucy(pixels: np.ndarray, radius: float = RL_RADIUS, iterations: int = RL_ITERATIONS) -> np.ndarray:
     """HxWxC float [0, 1] -> Richardson-Lucy deconvolution with a disk PSF, per channel."""
     sk = _skimage()
-    psf = disk_psf(radius)
+    psf = aperture_psf(radius).astype(np.float64)  # the renderer's anti-aliased disk
     out = [sk.restoration.richardson_lucy(pixels[..., c].astype(np.float64), psf, num_iter=iterations, clip=True)
            for c in range(pixels.shape[2])]
     return np.clip(np.stack(out, axis=-1), 0, 1).astype(np.float32)

@@ -47,8 +47,9 @@ def find_images(folder: Path, recursive: bool) -> list[Path]:
 
 
 def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
-         fmt: str | None = None) -> tuple[list[Job], list[Problem]]:
-    """Expand inputs into jobs; inputs that cannot be used become problems."""
+         fmt: str | None = None, maps: bool = False) -> tuple[list[Job], list[Problem]]:
+    """Expand inputs into jobs; inputs that cannot be used become problems. With `maps`,
+    two inputs whose maps would share a name (a.jpg, a.png) are a problem too."""
     jobs: list[Job] = []
     problems: list[Problem] = []
     sources: list[tuple[Path, Path]] = []  # (file, relative)
@@ -72,6 +73,7 @@ def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
 
     taken = {src.resolve() for src, _ in sources}
     written: set[Path] = set()
+    map_names: set[str] = set()
     for src, rel in sources:
         if to_file:
             dst = output if fmt is None else output.with_suffix(EXTENSION_OF_FORMAT[fmt])
@@ -84,7 +86,10 @@ def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
             problems.append(Problem(src, f"output {dst} would overwrite an input; choose another -o"))
         elif key in written:
             problems.append(Problem(src, f"output {dst} is already the output of another input"))
+        elif maps and rel.with_suffix("").as_posix() in map_names:
+            problems.append(Problem(src, f"its maps would overwrite those of another input named {rel.stem}"))
         else:
             written.add(key)
+            map_names.add(rel.with_suffix("").as_posix())
             jobs.append(Job(src, dst, rel))
     return jobs, problems

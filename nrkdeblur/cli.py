@@ -343,11 +343,11 @@ def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, devi
     from .imageio import read_photo
 
     if pred_dir is not None:
-        preds = {p.stem: p for p in find_images(pred_dir, recursive=False)}
+        preds = {p.relative_to(pred_dir).with_suffix("").as_posix(): p for p in find_images(pred_dir, recursive=True)}
 
         def from_folder(name, blurry):
             if name not in preds:
-                raise ValueError(f"{pred_dir}: no prediction named {name}")
+                raise ValueError(f"{pred_dir}: no prediction named {name}.*")
             return to_uint8(read_photo(preds[name]).pixels)
 
         return from_folder

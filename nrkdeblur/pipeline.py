@@ -55,7 +55,7 @@ def process_batch(inputs: list[Path], output: Path | None, *, recursive: bool, f
                   overlap: int, defocus_dir: Path | None, coef_dir: Path | None, report: Report,
                   debug: bool = False) -> Summary:
     start = time.perf_counter()
-    jobs, problems = plan(inputs, output, recursive, fmt)
+    jobs, problems = plan(inputs, output, recursive, fmt, maps=defocus_dir is not None or coef_dir is not None)
     failed = [(p.path, p.reason) for p in problems]
     for path, reason in failed:
         report.error(path, reason)

@@ -248,3 +248,15 @@ def test_python_m_and_the_debug_flag_show_a_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nrkdeblur", str(tmp_path / "in.png"), "--weights",
                         str(tmp_path / "none.safetensors"), "--debug"], capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_maps_of_two_inputs_never_share_a_name(tmp_path, weights):
+    photo(tmp_path / "a.jpg")
+    photo(tmp_path / "a.png", seed=3)
+    r = run(tmp_path / "a.jpg", tmp_path / "a.png", "-o", tmp_path / "out", "--format", "tiff",
+            "--weights", weights, "--defocus-map", tmp_path / "maps")
+    assert r.exit_code == 1 and ("already the output of another input" in r.stderr or "maps would overwrite" in r.stderr)
+    r = run(tmp_path / "a.jpg", tmp_path / "a.png", "-o", tmp_path / "out2", "--weights", weights,
+            "--defocus-map", tmp_path / "maps2")
+    assert r.exit_code == 1 and "maps would overwrite" in r.stderr
+    assert len(list((tmp_path / "maps2").glob("a_defocus.png"))) == 1
