@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from .config import NRKConfig
+from .imageio import atomic_write
 from .data import PairFolder, SyntheticDefocus, dpdd, lfdof, sharp_photos
 from .losses import nrk_loss, psnr
 from .model import NRKNet
@@ -224,9 +225,7 @@ def save_checkpoint(path: Path, model: NRKNet, ema: NRKNet, opt: torch.optim.Opt
         "settings": json.dumps(dataclasses.asdict(settings)),
         "history": json.dumps(history),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -308,7 +307,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
             if val_psnr > best:
                 best = val_psnr
                 save_weights(ema, run_dir / "best.safetensors", extra={"nrkdeblur.step": str(step)})
-            (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+            atomic_write(run_dir / "history.json", lambda f: f.write(json.dumps(history, indent=1).encode()))
         if rank == 0 and (step % settings.ckpt_every == 0 or step == end):
             save_checkpoint(ckpt_path, model, ema, opt, step, settings, history)
             save_weights(ema, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(step)})
