@@ -6,8 +6,9 @@
    at 1280x720;
 3. peak resident memory of tiled inference on 2, 12 and 24 MP photos, each in a fresh
    process;
-4. the share of the machine's measured convolution throughput that inference reaches.
-Pure measurement: returns numbers; cli.py prints them.
+4. the share of the machine's measured convolution throughput that inference reaches;
+5. the largest difference between tiled and whole-photo inference.
+Pure measurement: returns numbers (and a plot of them); cli.py prints them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import sys
 import time
 from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 import torch.nn as nn
 
 from .config import preset
@@ -28,9 +31,10 @@ from .model import NRKNet
 from .rkr import RecursiveKernels, explicit_blur
 
 
-def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
-    """Fastest of `repeat` runs after one warm-up, in seconds."""
-    fn()
+def best_time(fn: Callable[[], object], repeat: int = 3, warmup: bool = True) -> float:
+    """Fastest of `repeat` runs after one warm-up run, in seconds."""
+    if warmup:
+        fn()
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -59,7 +63,7 @@ def rkr_vs_explicit(J: int = 20, side: int = 1024) -> dict:
     gamma = torch.softmax(torch.randn(1, J, side, side), dim=1)
     atoms = rkr.atoms_per_channel()
     fast = best_time(lambda: rkr(x, gamma))
-    slow = best_time(lambda: explicit_blur(x, gamma, atoms, rows=32), repeat=1)
+    slow = best_time(lambda: explicit_blur(x, gamma, atoms, rows=32), repeat=1, warmup=False)  # minutes
     return {"J": J, "S": 2 * J - 1, "megapixels": side * side / 1e6, "recursive_s": fast, "explicit_s": slow,
             "ratio": slow / fast}
 
@@ -91,22 +95,41 @@ def conv_ceiling() -> float:
     return 64 * 64 * 9 * 512 * 512 / t
 
 
-@torch.inference_mode()
 def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: str | None = None) -> dict:
-    """Whole-photo inference: seconds, megapixels per second, MACs and their rate."""
-    if weights is not None:
-        from .weights import load_model
+    """Whole-photo inference through the product's path (inference.deblur: channels-last
+    layout, inference mode) and, for comparison, the model called plainly on an NCHW
+    tensor: seconds, megapixels per second, MACs and their rate."""
+    from .inference import deblur
+    from .weights import load_model
 
+    if weights is not None:
         model = load_model(weights)
     else:
         torch.manual_seed(0)
         model = NRKNet(preset(preset_name)).eval()
-    x = torch.rand(1, 3, height, width)
-    seconds = best_time(lambda: model(x), repeat=2)
+    pixels = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous()
+    with torch.inference_mode():
+        plain = best_time(lambda: model(x), repeat=2)
+    seconds = best_time(lambda: deblur(model, pixels), repeat=2)
+    model.to(memory_format=torch.contiguous_format)
     macs = count_macs(model, x)
-    return {"preset": preset_name, "size": f"{width}x{height}", "seconds": seconds,
+    return {"preset": preset_name, "size": f"{width}x{height}", "seconds": seconds, "plain_nchw_seconds": plain,
             "megapixels_per_s": height * width / 1e6 / seconds, "gmacs": macs / 1e9, "mac_per_s": macs / seconds,
             "threads": torch.get_num_threads()}
+
+
+def tiled_vs_whole(weights: str, side: int = 1024, tile: int = 512) -> float:
+    """Largest difference, in 8-bit levels, between tiled and whole-photo inference."""
+    from .inference import DEFAULT_OVERLAP, deblur
+    from .weights import load_model
+
+    model = load_model(weights)
+    rng = np.random.default_rng(0)  # blocky noise: edges everywhere, the hardest case for seams
+    pixels = rng.random((side // 8, side // 8, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)
+    whole = deblur(model, pixels).image.clip(0, 1)
+    tiled = deblur(model, pixels, tile=tile, overlap=DEFAULT_OVERLAP).image.clip(0, 1)
+    return float(np.abs(whole - tiled).max() * 255)
 
 
 def tiled_peak_memory(megapixels: float, weights: str | None = None) -> dict:
@@ -131,3 +154,43 @@ def tiled_peak_memory(megapixels: float, weights: str | None = None) -> dict:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def plot(results: dict) -> Image.Image:
+    """The results as one picture: inference seconds per preset (plain NCHW call beside the
+    product's path) and tiled peak memory per photo size, as labelled horizontal bars."""
+    font = ImageFont.load_default(size=15)
+    rows: list[tuple[str, float, str, tuple[int, int, int]] | str] = []
+    for t in results.get("throughput", []):
+        rows.append(f"Whole-photo inference, {t['size']}, {t['threads']} threads (seconds)")
+        rows.append((f"{t['preset']}: plain NCHW call", t["plain_nchw_seconds"], f"{t['plain_nchw_seconds']:.1f} s",
+                     (170, 170, 170)))
+        rows.append((f"{t['preset']}: nrkdeblur", t["seconds"], f"{t['seconds']:.1f} s", (40, 110, 200)))
+    if results.get("memory"):
+        rows.append("Tiled inference: peak memory (MB) and time")
+        for m in results["memory"]:
+            rows.append((f"{m['megapixels']:.0f} MP photo", m["peak_rss_mb"], f"{m['peak_rss_mb']:.0f} MB, "
+                         f"{m['seconds']:.0f} s", (230, 120, 40)))
+    width, label_w, bar_w, line = 960, 250, 560, 26
+    title = f"nrkdeblur bench: {results['machine']['cpu']}, {results['machine']['cores']} cores"
+    if "rkr" in results:
+        op = results["rkr"]
+        title += f"; RKR operator {op['ratio']:.0f}x faster than per-pixel kernels (S={op['S']})"
+    img = Image.new("RGB", (width, line * (len(rows) + 2)), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 6), title, fill="black", font=font)
+    group_max = 1.0
+    for i, row in enumerate(rows):
+        y = line * (i + 1) + 8
+        if isinstance(row, str):
+            draw.text((10, y + 4), row, fill="black", font=font)
+            nxt = rows[i + 1:]
+            end = next((k for k, r in enumerate(nxt) if isinstance(r, str)), len(nxt))
+            group_max = max([r[1] for r in nxt[:end]], default=1.0) or 1.0
+            continue
+        name, value, text, colour = row
+        draw.text((20, y + 4), name, fill="black", font=font)
+        length = int(bar_w * value / group_max)
+        draw.rectangle([label_w, y + 4, label_w + max(length, 1), y + line - 4], fill=colour)
+        draw.text((label_w + length + 8, y + 4), text, fill="black", font=font)
+    return img

@@ -449,11 +449,14 @@ def _to_samples(photo: Photo, bits: int) -> tuple[np.ndarray, np.ndarray | None]
         raise ValueError(f"pixels must be [H, W, 1] or [H, W, 3], got {pixels.shape}")
     dtype = np.uint16 if bits == 16 else np.uint8
     top = np.float32(65535.0 if bits == 16 else 255.0)
-    scaled = pixels.astype(np.float32) * top  # one float copy, then worked on in place
-    np.nan_to_num(scaled, copy=False, nan=0.0)
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, 0, top, out=scaled)
-    color = scaled.astype(dtype)
+    color = np.empty(pixels.shape, dtype)
+    rows = max(1, (1 << 22) // (pixels.shape[1] * pixels.shape[2]))  # float work in ~16 MB bands
+    for y in range(0, pixels.shape[0], rows):
+        scaled = np.multiply(pixels[y:y + rows], top, dtype=np.float32)
+        np.nan_to_num(scaled, copy=False, nan=0.0)
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, 0, top, out=scaled)
+        color[y:y + rows] = scaled
     alpha = photo.alpha
     if alpha is None:
         return color, None

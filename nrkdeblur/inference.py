@@ -55,21 +55,37 @@ def available_memory(device: torch.device) -> int:
 
 
 def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
-                budget: int | None = None) -> int | None:
-    """Tile side for this photo, or None to process it whole.
+                budget: int | None = None, overlap: int = DEFAULT_OVERLAP) -> tuple[int, int] | None:
+    """Tile (height, width) for this photo, or None to process it whole.
 
     budget: bytes the forward pass may use; default a third of what is free, at most
     1.5 GiB on the CPU, so a 24 MP photo stays in about the same memory as a 2 MP one.
+    Of the grids of tiles that fit the budget, the one that processes the fewest pixels
+    in all wins: a 4000 x 3000 photo gets 3 x 3 tiles of 1440 x 1104 (14.3 MP processed)
+    rather than 4 x 3 squares of 1264 (19.2 MP).
     """
     if budget is None:
         budget = available_memory(device) // 3
         if device.type == "cpu":
             budget = min(budget, 3 << 29)
-    bpp = bytes_per_pixel(model)
-    if height * width * bpp <= budget:
+    max_pixels = budget / bytes_per_pixel(model)
+    if height * width <= max_pixels:
         return None
-    side = int((budget / bpp) ** 0.5) // 16 * 16
-    return max(side, MIN_TILE)
+    m = model.config.multiple
+
+    def lengths(size: int) -> list[tuple[int, int]]:
+        """(tiles, shortest tile length) along an axis, for 1, 2, ... tiles."""
+        out = [(1, size)]
+        for n in range(2, size // MIN_TILE + 2):
+            length = -(-(size + (n - 1) * (overlap + m - 1)) // n)
+            out.append((n, max(-(-length // m) * m, MIN_TILE)))
+        return out
+
+    grids = [(ny * th * nx * tw, (th, tw)) for ny, th in lengths(height) for nx, tw in lengths(width)
+             if th * tw <= max_pixels]
+    if not grids:
+        return (MIN_TILE, MIN_TILE)
+    return min(grids)[1]
 
 
 def upsample_to(x: Tensor, size: tuple[int, int], f: int) -> Tensor:
@@ -99,34 +115,36 @@ def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) ->
 
 
 @torch.inference_mode()
-def deblur(model: NRKNet, pixels: np.ndarray, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None = None, overlap: int = DEFAULT_OVERLAP,
            defocus: bool = False, coefficients: bool = False, half: bool = False,
            on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
 
-    tile: side of the tiles, None to process whole. half: run in float16 on CUDA (ignored
+    tile: side, or (height, width), of the tiles; None to process whole. half: run in float16 on CUDA (ignored
     elsewhere).
     """
     H, W, C = pixels.shape
     device = next(model.parameters()).device
+    model.to(memory_format=torch.channels_last)  # in place, same numbers; convolutions ~1.5x faster
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
     if C == 1:
         x = x.expand(1, 3, H, W)
     dtype = torch.float16 if half and device.type == "cuda" else torch.float32
 
     def fn(t: Tensor) -> Tensor:
-        t = t.to(device=device, dtype=dtype)
+        t = t.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             y = forward_maps(model, t, defocus, coefficients)
         return y.float().cpu()
 
     m = model.config.multiple
-    if tile is None or (H <= tile and W <= tile):
+    th, tw = (tile, tile) if isinstance(tile, int) else tile if tile is not None else (H, W)
+    if H <= th and W <= tw:
         y = fn(x)
         if on_tile is not None:
             on_tile(1, 1)
     else:  # tiles start on the model's grid (multiples of m); border tiles pad as the whole would
-        tile = max(tile // m * m, 2 * m)
+        tile = (max(th // m * m, 2 * m), max(tw // m * m, 2 * m))
         y = run_tiled(fn, x, tile, overlap, on_tile, align=m)
     image = y[0, :3].permute(1, 2, 0).numpy()
     if C == 1:

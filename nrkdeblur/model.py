@@ -31,15 +31,31 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import NRKConfig
-from .rkr import RecursiveKernels, rms_radius
+from .rkr import RecursiveKernels, reflect_pad1, rms_radius
+
+
+class ReflectConv3x3(nn.Conv2d):
+    """A 3x3 convolution on the input reflect-padded by one pixel (nn.Conv2d's
+    padding_mode="reflect", same parameters), with a padding that stays fast when
+    inference runs in channels-last layout (rkr.reflect_pad1)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, bias: bool = False):
+        super().__init__(cin, cout, 3, stride=stride, padding=0, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(reflect_pad1(x), self.weight, self.bias, self.stride)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, padding_mode="reflect")
+    return ReflectConv3x3(cin, cout, stride)
 
 
 class ResBlock(nn.Module):
-    """x + conv(relu(conv(x))), 3x3 convolutions without bias."""
+    """x + conv(relu(conv(x))), 3x3 convolutions without bias.
+
+    In-place ReLU and sums here and below, wherever autograd needs none of the overwritten
+    values: on CPU a fresh full-size buffer costs more than the operation itself (a page
+    fault per 4 KiB on first touch; README, "Speed")."""
 
     def __init__(self, ch: int):
         super().__init__()
@@ -47,7 +63,7 @@ class ResBlock(nn.Module):
         self.conv2 = conv3x3(ch, ch)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return self.conv2(F.relu(self.conv1(x), inplace=True)).add_(x)
 
 
 def stage(ch: int, num_res: int) -> nn.Sequential:
@@ -69,12 +85,12 @@ class UNet(nn.Module):
         self.up1 = nn.ConvTranspose2d(w2, w1, 4, stride=2, padding=1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        e1 = self.enc1(F.relu(self.inp(x)))  # (B, w, H, W)
-        e2 = self.enc2(F.relu(self.down1(e1)))  # (B, 2w, H/2, W/2)
-        e3 = self.enc3(F.relu(self.down2(e2)))  # (B, 4w, H/4, W/4)
-        z = self.mid(F.relu(self.mid_conv(e3)))
-        z = F.relu(self.up2(self.dec3(z + e3)))  # (B, 2w, H/2, W/2)
-        z = F.relu(self.up1(self.dec2(z + e2)))  # (B, w, H, W)
+        e1 = self.enc1(F.relu(self.inp(x), inplace=True))  # (B, w, H, W)
+        e2 = self.enc2(F.relu(self.down1(e1), inplace=True))  # (B, 2w, H/2, W/2)
+        e3 = self.enc3(F.relu(self.down2(e2), inplace=True))  # (B, 4w, H/4, W/4)
+        z = self.mid(F.relu(self.mid_conv(e3), inplace=True))
+        z = F.relu(self.up2(self.dec3(z.add_(e3))), inplace=True)  # (B, 2w, H/2, W/2)
+        z = F.relu(self.up1(self.dec2(z + e2)), inplace=True)  # (B, w, H, W); ReLU's backward needs z
         return self.dec1(z + e1)
 
 
@@ -104,7 +120,7 @@ class CoefficientHead(nn.Module):
 
     def __init__(self, width: int, num_atoms: int, lstm_kernel: int, batchnorm: bool, identity_start: bool):
         super().__init__()
-        self.conv = nn.Conv2d(width, num_atoms, 3, padding=1, bias=not batchnorm, padding_mode="reflect")
+        self.conv = ReflectConv3x3(width, num_atoms, bias=not batchnorm)
         self.bn = nn.BatchNorm2d(num_atoms) if batchnorm else nn.Identity()
         self.lstm = ConvLSTMCell(width, num_atoms, lstm_kernel)
         offset = torch.zeros(1, num_atoms, 1, 1)
@@ -116,10 +132,10 @@ class CoefficientHead(nn.Module):
         self.register_buffer("offset", offset, persistent=False)
 
     def forward(self, feats: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        r = F.relu(self.bn(self.conv(feats)))
+        r = F.relu(self.bn(self.conv(feats)), inplace=True)
         h, c = self.lstm(F.avg_pool2d(feats, 2), state)
         y = F.interpolate(h, scale_factor=2.0, mode="nearest")
-        return y * r + y + self.offset, (h, c)
+        return torch.addcmul(y, y, r).add_(self.offset), (h, c)  # y * r + y + offset
 
 
 def pad_to_multiple(x: Tensor, m: int) -> Tensor:

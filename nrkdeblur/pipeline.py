@@ -98,7 +98,7 @@ def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bo
     if tile is None:
         tile = choose_tile(model, H, W, device)
     if tile is not None:
-        overlap = min(overlap, tile // 2)
+        overlap = min(overlap, min(tile) // 2 if isinstance(tile, tuple) else tile // 2)
     result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=defocus_dir is not None,
                     coefficients=coef_dir is not None, half=half, on_tile=report.tile)
     stem = job.relative.with_suffix("")
@@ -106,8 +106,10 @@ def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bo
         write_defocus(defocus_dir / stem.parent, stem.name, result.defocus)
     if coef_dir is not None:
         write_coefficients(coef_dir / stem.parent, stem.name, model, result.gammas)
-    out = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))  # in place
-    write_photo(job.output, out, quality=quality, format=fmt)
+    # the output replaces the input pixels, which are freed before encoding (peak memory)
+    photo = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))
+    del result
+    write_photo(job.output, photo, quality=quality, format=fmt)
     return H * W / 1e6
 
 

@@ -117,10 +117,10 @@ def _axis_weights(size: int, tile: int, overlap: int, align: int) -> list[tuple[
 
 
 def run_tiled(
-    fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, overlap: int,
+    fn: Callable[[Tensor], Tensor], x: Tensor, tile: int | tuple[int, int], overlap: int,
     on_tile: Callable[[int, int], None] | None = None, align: int = 1,
 ) -> Tensor:
-    """Apply fn to x tile by tile and blend the results.
+    """Apply fn to x tile by tile and blend the results; tile: side or (height, width).
 
     x: [1, C, H, W] on any device. fn maps a tile [1, C, h, w] (a view of x, on x's
     device) to [1, K, h, w] for any K. Returns [1, K, H, W] float32 on the CPU: each
@@ -132,8 +132,9 @@ def run_tiled(
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be [1, C, H, W], got {list(x.shape)}")
     height, width = x.shape[-2:]
-    rows = _axis_weights(height, tile, overlap, align)
-    cols = _axis_weights(width, tile, overlap, align)
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    rows = _axis_weights(height, tile_h, overlap, align)
+    cols = _axis_weights(width, tile_w, overlap, align)
     total = len(rows) * len(cols)
     out: Tensor | None = None
     done = 0
@@ -143,8 +144,9 @@ def run_tiled(
             if y.dim() != 4 or y.shape[0] != 1 or tuple(y.shape[-2:]) != (y1 - y0, x1 - x0):
                 raise ValueError(f"fn must return [1, K, {y1 - y0}, {x1 - x0}], got {list(y.shape)}")
             y = y.detach().to("cpu", torch.float32)
-            if out is None:
-                out = torch.zeros(1, y.shape[1], height, width)
+            if out is None:  # in the tiles' memory layout (channels-last from inference.py)
+                fmt = torch.contiguous_format if y.is_contiguous() else torch.channels_last
+                out = torch.zeros(1, y.shape[1], height, width).contiguous(memory_format=fmt)
             elif y.shape[1] != out.shape[1]:
                 raise ValueError(f"fn returned {y.shape[1]} channels, earlier tiles had {out.shape[1]}")
             out[:, :, y0:y1, x0:x1].addcmul_(y, wy[:, None] * wx[None, :])

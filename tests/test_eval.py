@@ -118,3 +118,19 @@ def test_bench_measures_the_operator_ratio_and_counts_macs():
     assert bench.count_macs(conv, torch.rand(1, 3, 10, 12)) == 8 * 3 * 9 * 10 * 12
     up = torch.nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1, bias=False)
     assert bench.count_macs(up, torch.rand(1, 4, 5, 6)) == 4 * 2 * 16 * 5 * 6
+
+
+def test_bench_throughput_tiling_check_and_plot(tmp_path):
+    """The bench's pieces on small inputs: the product path vs a plain call, tiled vs
+    whole with the shipped weights, and a plot with a bar per measured figure."""
+    from nrkdeblur.weights import default_weights
+
+    t = bench.throughput("cpu", height=64, width=96, weights=str(default_weights()))
+    assert t["seconds"] > 0 and t["plain_nchw_seconds"] > 0 and t["gmacs"] > 0
+    assert bench.tiled_vs_whole(str(default_weights()), side=384, tile=256) < 1.0  # levels
+    results = {"machine": bench.machine(), "rkr": {"ratio": 100.0, "S": 39}, "throughput": [t],
+               "memory": [{"megapixels": mp, "peak_rss_mb": 100.0 * mp, "seconds": mp} for mp in (2, 12, 24)]}
+    img = bench.plot(results)
+    bars = np.asarray(img)[:, 250:255]
+    orange = np.all(bars == (230, 120, 40), axis=-1).any(axis=1)
+    assert img.mode == "RGB" and orange.sum() > 3 * 10  # three memory bars drawn

@@ -97,3 +97,13 @@ def test_maps_of_thin_and_tiny_photos(shape):
     assert out.image.shape == shape and out.defocus.shape == shape[:2]
     H, W = shape[:2]
     assert [g.shape for g in out.gammas] == [(TINY.num_atoms, -(-H // f), -(-W // f)) for f in (4, 2, 1)]
+
+
+def test_channels_last_inference_gives_the_same_numbers():
+    torch.manual_seed(0)
+    model = NRKNet(dataclasses.replace(TINY, identity_start=False)).eval()
+    x = torch.rand(1, 3, 40, 56)
+    with torch.inference_mode():
+        want = model(x).image
+        got = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last)).image
+    assert (got - want).abs().max() < 1e-5

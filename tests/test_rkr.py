@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from nrkdeblur.rkr import RecursiveKernels, explicit_blur, rms_radius
+import torch.nn.functional as F
+
+from nrkdeblur.rkr import RecursiveKernels, explicit_blur, reflect_pad1, rms_radius
 
 
 @pytest.mark.parametrize("J", [1, 2, 5, 9])
@@ -119,3 +121,23 @@ def test_truncated_neumann_series_converges_to_inverse():
             total = total + term
     assert all(b < a for a, b in zip(errors, errors[1:]))
     assert errors[-1] < 1e-5 < errors[0]
+
+
+def test_reflect_padding_is_the_same_in_both_memory_layouts():
+    x = torch.rand(2, 5, 9, 7)
+    want = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    got = reflect_pad1(x.contiguous(memory_format=torch.channels_last))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, want)
+    assert torch.equal(reflect_pad1(x), want)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_gradients_of_the_in_place_operator_match_finite_differences(per_channel):
+    torch.manual_seed(1)
+    rkr = RecursiveKernels(4, 3, per_channel=per_channel, symmetric=False).double()
+    x = torch.rand(1, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    gamma = torch.randn(1, 4, 9, 8, dtype=torch.float64, requires_grad=True)
+    taps = rkr.taps.detach().clone().requires_grad_()
+    blur = lambda x, g, t: torch.func.functional_call(rkr, {"taps": t}, (x, g))  # noqa: E731
+    assert torch.autograd.gradcheck(blur, (x, gamma, taps))

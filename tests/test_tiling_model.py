@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from nrkdeblur.imageio import read_photo
-from nrkdeblur.inference import DEFAULT_OVERLAP, choose_tile, deblur
+from nrkdeblur.inference import DEFAULT_OVERLAP, bytes_per_pixel, choose_tile, deblur
+from nrkdeblur.tiling import _tile_spans
 from nrkdeblur.weights import default_weights, load_model
 
 PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "kodak24-defocus" / "blur" / "kodim05.png"
@@ -31,8 +32,21 @@ def test_tiled_equals_untiled_within_one_level(model):
 def test_tile_choice_follows_the_memory_budget(model):
     cpu = torch.device("cpu")
     assert choose_tile(model, 500, 500, cpu, budget=1 << 30) is None  # fits: whole
-    side = choose_tile(model, 6000, 4000, cpu, budget=256 << 20)
-    assert side is not None and side % 16 == 0 and 256 <= side < 4000
+    th, tw = choose_tile(model, 4000, 6000, cpu, budget=256 << 20)
+    assert th % 16 == 0 and tw % 16 == 0 and 256 <= th < 4000 and 256 <= tw < 6000
+    assert th * tw * bytes_per_pixel(model) <= 256 << 20
+
+
+def test_tile_shape_minimises_the_pixels_processed(model):
+    """A 4000 x 3000 photo: 3 x 3 tiles instead of 4 x 3 squares of the budget's side."""
+    cpu = torch.device("cpu")
+    budget = int(1264 * 1264 * bytes_per_pixel(model))  # a square tile of 1264 fits
+    th, tw = choose_tile(model, 3000, 4000, cpu, budget=budget)
+    assert (th, tw) == (1104, 1440)
+    rows, cols = _tile_spans(3000, th, DEFAULT_OVERLAP, 16), _tile_spans(4000, tw, DEFAULT_OVERLAP, 16)
+    assert len(rows) * len(cols) == 9  # 14.3 MP processed; squares of 1264: 4 x 3 = 19.2 MP
+    for spans in (rows, cols):  # neighbours still share the full overlap
+        assert all(a1 - b0 >= DEFAULT_OVERLAP for (_, a1), (b0, _) in zip(spans, spans[1:]))
 
 
 def test_a_24_megapixel_photo_stays_in_bounded_memory(tmp_path):
