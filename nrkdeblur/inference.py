@@ -120,12 +120,13 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None
            on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
 
-    tile: side, or (height, width), of the tiles; None to process whole. half: run in float16 on CUDA (ignored
-    elsewhere).
+    tile: side, or (height, width), of the tiles; None to process whole. half: run in
+    float16 on CUDA (ignored elsewhere). Converts the model's weights to channels-last
+    layout in place (same numbers, faster convolutions: README, "Speed and memory").
     """
     H, W, C = pixels.shape
     device = next(model.parameters()).device
-    model.to(memory_format=torch.channels_last)  # in place, same numbers; convolutions ~1.5x faster
+    model.to(memory_format=torch.channels_last)
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
     if C == 1:
         x = x.expand(1, 3, H, W)

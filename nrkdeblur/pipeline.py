@@ -95,10 +95,9 @@ def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bo
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
     device = next(model.parameters()).device
-    if tile is None:
-        tile = choose_tile(model, H, W, device)
+    tile = choose_tile(model, H, W, device) if tile is None else (tile, tile)
     if tile is not None:
-        overlap = min(overlap, min(tile) // 2 if isinstance(tile, tuple) else tile // 2)
+        overlap = min(overlap, min(tile) // 2)
     result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=defocus_dir is not None,
                     coefficients=coef_dir is not None, half=half, on_tile=report.tile)
     stem = job.relative.with_suffix("")
