@@ -160,7 +160,7 @@ def test_tile_options_reach_the_model_and_a_single_tile_is_exact(tmp_path, weigh
     common = ["-o", tmp_path / "o", "--weights", weights, "--format", "tiff", "--overwrite"]
     assert run(src, *common, "--defocus-map", tmp_path / "m1").exit_code == 0
     whole = read_photo(tmp_path / "o" / "p.tiff").pixels
-    r = run(src, *common, "--defocus-map", tmp_path / "m2", "--tile", 256, "--tile-overlap", 64)
+    r = run(src, *common, "--defocus-map", tmp_path / "m2", "--tile", 384, "--tile-overlap", 64)
     assert r.exit_code == 0  # fits one tile: identical
     assert np.array_equal(read_photo(tmp_path / "o" / "p.tiff").pixels, whole)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nrkdeblur.imageio import read_photo
-from nrkdeblur.inference import DEFAULT_OVERLAP, bytes_per_pixel, choose_tile, deblur
+from nrkdeblur.inference import DEFAULT_OVERLAP, MIN_TILE, bytes_per_pixel, choose_tile, deblur
 from nrkdeblur.tiling import _tile_spans
 from nrkdeblur.weights import default_weights, load_model
 
@@ -24,7 +24,7 @@ def model():
 def test_tiled_equals_untiled_within_one_level(model):
     pixels = read_photo(PHOTO).pixels  # a real photo with synthetic defocus, 500 x 500
     whole = deblur(model, pixels, tile=None, defocus=True)
-    tiled = deblur(model, pixels, tile=256, overlap=DEFAULT_OVERLAP, defocus=True)
+    tiled = deblur(model, pixels, tile=MIN_TILE, overlap=DEFAULT_OVERLAP, defocus=True)  # 2 x 2 tiles
     assert np.abs(np.clip(tiled.image, 0, 1) - np.clip(whole.image, 0, 1)).max() < 1 / 255
     assert np.abs(tiled.defocus - whole.defocus).max() < 0.05 * max(whole.defocus.max(), 1)
 
@@ -38,13 +38,13 @@ def test_tile_choice_follows_the_memory_budget(model):
 
 
 def test_tile_shape_minimises_the_pixels_processed(model):
-    """A 4000 x 3000 photo: 3 x 3 tiles instead of 4 x 3 squares of the budget's side."""
+    """A 4000 x 3000 photo: 2 x 5 tiles instead of 3 x 4 squares of the budget's side."""
     cpu = torch.device("cpu")
     budget = int(1264 * 1264 * bytes_per_pixel(model))  # a square tile of 1264 fits
     th, tw = choose_tile(model, 3000, 4000, cpu, budget=budget)
-    assert (th, tw) == (1104, 1440)
+    assert (th, tw) == (1616, 976)
     rows, cols = _tile_spans(3000, th, DEFAULT_OVERLAP, 16), _tile_spans(4000, tw, DEFAULT_OVERLAP, 16)
-    assert len(rows) * len(cols) == 9  # 14.3 MP processed; squares of 1264: 4 x 3 = 19.2 MP
+    assert len(rows) * len(cols) == 10  # 15.8 MP processed; squares of 1264: 3 x 4 = 19.2 MP
     for spans in (rows, cols):  # neighbours still share the full overlap
         assert all(a1 - b0 >= DEFAULT_OVERLAP for (_, a1), (b0, _) in zip(spans, spans[1:]))
 
