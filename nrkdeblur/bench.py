@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 import torch.nn as nn
+from PIL import Image, ImageDraw, ImageFont
 
 from .config import preset
 from .model import NRKNet
@@ -116,7 +116,6 @@ def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: 
     with torch.inference_mode():
         plain = best_time(lambda: model(x))
     seconds = best_time(lambda: deblur(model, pixels))
-    model.to(memory_format=torch.contiguous_format)
     macs = count_macs(model, x)
     return {"preset": preset_name, "size": f"{width}x{height}", "seconds": seconds, "plain_nchw_seconds": plain,
             "megapixels_per_s": height * width / 1e6 / seconds, "gmacs": macs / 1e9, "mac_per_s": macs / seconds,

@@ -14,7 +14,6 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 
-
 class Row(NamedTuple):
     name: str
     psnr_in: float

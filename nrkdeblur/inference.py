@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .model import NRKNet
-from .tiling import run_tiled
+from .tiling import run_tiled, tile_size
 
 # Defocus kernels reach ~39 px and the U-Net sees ~16x further at the coarsest scale, so
 # tiles share a wide border. Measured with the step-6,750 weights on kodim05, tiles of 2 x
@@ -141,7 +141,7 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None
         return y.float().cpu()
 
     m = model.config.multiple
-    th, tw = (tile, tile) if isinstance(tile, int) else tile if tile is not None else (H, W)
+    th, tw = (H, W) if tile is None else tile_size(tile)
     if H <= th and W <= tw:
         y = fn(x)
         if on_tile is not None:

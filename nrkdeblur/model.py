@@ -55,7 +55,7 @@ class ResBlock(nn.Module):
 
     In-place ReLU and sums here and below, wherever autograd needs none of the overwritten
     values: on CPU a fresh full-size buffer costs more than the operation itself (a page
-    fault per 4 KiB on first touch; README, "Speed")."""
+    fault per 4 KiB on first touch; README, "Speed and memory")."""
 
     def __init__(self, ch: int):
         super().__init__()

@@ -116,6 +116,11 @@ def _axis_weights(size: int, tile: int, overlap: int, align: int) -> list[tuple[
     return [(a, b, w / total[a:b]) for (a, b), w in zip(spans, windows)]
 
 
+def tile_size(tile: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a tile given as a side or as (height, width)."""
+    return (tile, tile) if isinstance(tile, int) else tile
+
+
 def run_tiled(
     fn: Callable[[Tensor], Tensor], x: Tensor, tile: int | tuple[int, int], overlap: int,
     on_tile: Callable[[int, int], None] | None = None, align: int = 1,
@@ -132,7 +137,7 @@ def run_tiled(
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"x must be [1, C, H, W], got {list(x.shape)}")
     height, width = x.shape[-2:]
-    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    tile_h, tile_w = tile_size(tile)
     rows = _axis_weights(height, tile_h, overlap, align)
     cols = _axis_weights(width, tile_w, overlap, align)
     total = len(rows) * len(cols)
