@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from .imageio import IMAGE_EXTENSIONS, RAW_EXTENSIONS
+from .imageio import RAW_EXTENSIONS, list_images
 
 EXTENSION_OF_FORMAT = {"jpeg": ".jpg", "png": ".png", "tiff": ".tiff", "webp": ".webp", "bmp": ".bmp"}
-SUPPORTED = IMAGE_EXTENSIONS | RAW_EXTENSIONS
 
 
 class Job(NamedTuple):
@@ -40,12 +39,6 @@ def output_name(relative: Path, fmt: str | None, suffix: str = "") -> Path:
     return relative.with_name(relative.stem + suffix + ext)
 
 
-def find_images(folder: Path, recursive: bool) -> list[Path]:
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern)
-                  if p.is_file() and p.suffix.lower() in SUPPORTED and not p.name.startswith("."))
-
-
 def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
          fmt: str | None = None, maps: bool = False) -> tuple[list[Job], list[Problem]]:
     """Expand inputs into jobs; inputs that cannot be used become problems. With `maps`,
@@ -55,7 +48,7 @@ def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
     sources: list[tuple[Path, Path]] = []  # (file, relative)
     for path in inputs:
         if path.is_dir():
-            found = find_images(path, recursive)
+            found = list_images(path, recursive)
             if not found:
                 hint = "" if recursive else " (use -r for subfolders)"
                 problems.append(Problem(path, f"no images found{hint}"))

@@ -20,9 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .config import PRESETS, preset
-from .batch import EXTENSION_OF_FORMAT, find_images
+from .batch import EXTENSION_OF_FORMAT
 from .inference import DEFAULT_OVERLAP, MIN_TILE
-from .imageio import ImageError, atomic_write
+from .imageio import ImageError, atomic_write, list_images
 from .weights import WeightsError, convert_official
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
@@ -203,7 +203,8 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
 
     Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
     pairs (--dpdd, --lfdof, --pairs). The run's settings are saved in RUN_DIR/run.json;
-    re-running with only --run-dir resumes with them. Under `torchrun --nproc_per_node N`
+    re-running with only --run-dir resumes with them; --steps may be given again to
+    lengthen or shorten the run (the learning-rate drops move with it). Under `torchrun --nproc_per_node N`
     it trains data-parallel (gloo on CPU, nccl on CUDA).
 
     \b
@@ -224,16 +225,18 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
             "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse,
             "val_every": val_every, "ckpt_every": ckpt_every}
     names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
-    if run_file.exists():  # resume: saved settings win; explicit flags must agree
+    rescheduled = False
+    if run_file.exists():  # resume: saved settings win; explicit flags must agree, but --steps may re-lay the schedule
         try:
             saved = json.loads(run_file.read_text())
         except (OSError, ValueError) as e:
             fail(f"{run_file}: cannot read the run's settings ({e})")
-        for k in explicit:
+        for k in explicit - {"steps"}:
             key = names.get(k, k)
             if key in saved and saved[key] != args[key]:
                 fail(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
-        args = saved
+        rescheduled = "steps" in explicit and saved["steps"] != steps
+        args = {**saved, "steps": steps} if rescheduled else saved
     try:
         config = preset(args["preset"])
         config = dataclasses.replace(config, width=args["width"] or config.width,
@@ -245,7 +248,10 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
         train_data = training.open_train_data(args, settings)
         val_data = training.open_val_data(args["val"]) if args["val"] else None
         dev = training.init_distributed(resolve_device(device))
-        if training.is_rank0() and not run_file.exists():
+        ckpt = run_dir / "checkpoint.pt"
+        if rescheduled and ckpt.exists() and training.load_checkpoint(ckpt)["step"] > steps:
+            raise ValueError(f"{ckpt} is already past step {steps}")
+        if training.is_rank0() and (rescheduled or not run_file.exists()):
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(run_file, lambda f: f.write(json.dumps(args, indent=1).encode()))
     except (ValueError, OSError, ImageError) as e:
@@ -343,7 +349,7 @@ def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, devi
     from .imageio import read_photo
 
     if pred_dir is not None:
-        preds = {p.relative_to(pred_dir).with_suffix("").as_posix(): p for p in find_images(pred_dir, recursive=True)}
+        preds = {p.relative_to(pred_dir).with_suffix("").as_posix(): p for p in list_images(pred_dir, recursive=True)}
 
         def from_folder(name, blurry):
             if name not in preds:

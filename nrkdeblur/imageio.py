@@ -101,6 +101,14 @@ def is_supported(path: str | os.PathLike) -> bool:
     return suffix in IMAGE_EXTENSIONS or suffix in RAW_EXTENSIONS
 
 
+def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The supported image files in `folder` (and its subfolders with `recursive`), sorted.
+    Hidden files are skipped: "._photo.jpg" is a macOS resource fork, not a photo."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in Path(folder).glob(pattern)
+                  if p.is_file() and is_supported(p) and not p.name.startswith("."))
+
+
 # -----------------------------------------------------------------------------
 # errors
 

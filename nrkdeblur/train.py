@@ -45,6 +45,8 @@ class TrainSettings:
 
     Args:
         steps: total optimiser steps; the learning-rate schedule is laid out over them.
+            The one setting that may change on resume (with `workers`): a longer or
+            shorter run moves the schedule's drops from the current step on.
         batch_size: global batch, split evenly over data-parallel processes.
         crop: side of the square training crops, in pixels (a multiple of 16).
         lr: Adam's base learning rate (paper: 1e-4).
@@ -260,9 +262,12 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         state = load_checkpoint(ckpt_path)
         saved = (NRKConfig.from_json(state["config"]), json.loads(state["settings"]))
         mine = json.loads(json.dumps(dataclasses.asdict(settings)))
-        mine["workers"] = saved[1].get("workers", mine["workers"])  # free to change on resume
+        for free in ("workers", "steps"):  # free to change on resume; `steps` re-lays the schedule
+            mine[free] = saved[1].get(free, mine[free])
         if saved[0] != config or saved[1] != mine:
             raise ValueError(f"{ckpt_path} was made with other settings; use another run folder")
+        if state["step"] > settings.steps:
+            raise ValueError(f"{ckpt_path} is at step {state['step']}, past the {settings.steps} steps asked for")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
@@ -302,7 +307,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         if rank == 0 and val_data is not None and (step % settings.val_every == 0 or step == end):
             val_psnr, val_in = validate(ema, val_data, device)
             history.append({"step": step, "loss": terms.total.item(), "val_psnr": val_psnr,
-                            "val_input_psnr": val_in, "time": time.time()})
+                            "val_input_psnr": val_in, "lr": settings.lr_at(step - 1), "time": time.time()})
             last_val = (val_psnr, val_in)
             if val_psnr > best:
                 best = val_psnr

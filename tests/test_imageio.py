@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from nrkdeblur import imageio
-from nrkdeblur.imageio import ImageError, Photo, is_supported, read_photo, write_photo
+from nrkdeblur.imageio import ImageError, Photo, is_supported, list_images, read_photo, write_photo
 
 RNG = np.random.default_rng(0)
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -433,6 +433,15 @@ def test_not_an_image_missing_empty_and_folder(tmp_path):
     (tmp_path / "fake.nef").write_bytes(b"x" * 1000)
     with pytest.raises(ImageError, match="fake.nef: "):
         read_photo(tmp_path / "fake.nef")
+
+
+def test_list_images_skips_hidden_and_unsupported_files(tmp_path):
+    for name in ["b.JPG", "a.png", "._a.png", ".hidden.jpg", "notes.txt", "sub/c.dng", "sub/d.tif"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
+        "a.png", "b.JPG", "sub/c.dng", "sub/d.tif"]
 
 
 def test_is_supported():

@@ -91,6 +91,38 @@ def test_resume_refuses_other_settings(tmp_path, photos):
         train(TINY, settings(steps=2, lr=1.0), data, None, tmp_path / "run")
 
 
+def test_resume_may_change_the_length_of_the_schedule(tmp_path, photos):
+    data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=1)
+    train(TINY, settings(steps=8, val_every=4), data, None, tmp_path / "run", stop_after=4)
+    shorter = settings(steps=5, val_every=4)
+    assert shorter.lr_at(4) == 0.1 * shorter.lr  # 4/5 of the way: the last drop
+    assert train(TINY, shorter, data, None, tmp_path / "run").step == 5
+    with pytest.raises(ValueError, match="past the 3 steps"):
+        train(TINY, settings(steps=3, val_every=4), data, None, tmp_path / "run")
+
+
+def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, val_set):
+    from click.testing import CliRunner
+
+    from nrkdeblur.cli import main
+
+    run = tmp_path / "run"
+    first = ["train", "--run-dir", str(run), "--photos", str(photos), "--val", str(val_set), "--width", "4",
+             "--atoms", "5", "--crop", "32", "--batch-size", "2", "--steps", "6", "--val-every", "2",
+             "--workers", "0", "--device", "cpu", "--stop-after", "2"]
+    assert CliRunner().invoke(main, first).exit_code == 0
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "run.json").read_text())["steps"] == 3
+    history = json.loads((run / "history.json").read_text())
+    assert [h["step"] for h in history] == [2, 3] and history[-1]["lr"] == 0.25 * 1e-4
+    refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "2"])
+    assert refused.exit_code == 1 and "already past step 2" in refused.output
+    assert json.loads((run / "run.json").read_text())["steps"] == 3
+    refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--lr", "0.1"])
+    assert refused.exit_code == 1 and "was started with lr=0.0001" in refused.output
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_data_parallel_with_two_cpu_processes(tmp_path, photos, val_set):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

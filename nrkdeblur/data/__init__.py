@@ -1,7 +1,6 @@
 """Training data: a synthetic defocus renderer and torch datasets (synthetic, DPDD, LFDOF)."""
 
 from .datasets import (
-    IMAGE_SUFFIXES,
     PairFolder,
     SyntheticDefocus,
     dpdd,
@@ -14,7 +13,6 @@ from .datasets import (
 from .defocus import Aperture, RenderedPair, RenderSettings, aperture_psf, render_pair
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "Aperture",
     "PairFolder",
     "RenderSettings",

@@ -15,10 +15,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..imageio import IMAGE_EXTENSIONS, read_photo
+from ..imageio import list_images, read_photo
 from .defocus import RenderSettings, render_pair
 
-IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 INFINITE_LENGTH = 10**9  # SyntheticDefocus is an endless stream indexed by training step
 
 
@@ -64,7 +63,7 @@ def sharp_photos(dirs: Iterable[str | Path]) -> list[Path]:
     for folder in map(Path, dirs):
         if not folder.is_dir():
             raise ValueError(f"photo folder {folder} does not exist")
-        found.update(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        found.update(list_images(folder, recursive=True))
     return sorted(found)
 
 
@@ -183,7 +182,7 @@ def match_pairs(blur_dir: str | Path, sharp_dir: str | Path) -> list[tuple[Path,
     blurry = sharp_photos([blur_dir])
     if not blurry or not sharp:
         empty = blur_dir if not blurry else sharp_dir
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {empty}")
+        raise ValueError(f"no images found in {empty}")
     pairs, orphans = [], []
     for path in blurry:
         relative = path.relative_to(blur_dir)
@@ -203,11 +202,10 @@ def match_pairs(blur_dir: str | Path, sharp_dir: str | Path) -> list[tuple[Path,
 def _by_stem(folder: Path) -> dict[str, Path]:
     """Image files directly in `folder`, keyed by file name without suffix."""
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stem in found:
-                raise ValueError(f"{folder} has two images named {path.stem}: {found[path.stem].name}, {path.name}")
-            found[path.stem] = path
+    for path in list_images(folder):
+        if path.stem in found:
+            raise ValueError(f"{folder} has two images named {path.stem}: {found[path.stem].name}, {path.name}")
+        found[path.stem] = path
     return found
 
 
