@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from nrkdeblur import imageio
+from nrkdeblur import encoders, imageio
 from nrkdeblur.imageio import ImageError, Photo, is_supported, list_images, read_photo, write_photo
 
 RNG = np.random.default_rng(0)
@@ -384,8 +384,8 @@ def test_failed_write_keeps_target_and_removes_temp(tmp_path, monkeypatch, name,
 
     # fail in Pillow's encoder (JPEG) and in our own (PNG 16-bit, TIFF) after a partial write
     monkeypatch.setattr(Image.Image, "save", disk_full)
-    monkeypatch.setattr(imageio, "_png_chunk", disk_full)
-    monkeypatch.setattr(imageio, "_ifd_bytes", disk_full)
+    monkeypatch.setattr(encoders, "_png_chunk", disk_full)
+    monkeypatch.setattr(encoders, "_ifd_bytes", disk_full)
     with pytest.raises(ImageError, match=f"{name}: .*disk full"):
         write_photo(target, Photo(RNG.random((4, 4, 3), dtype=np.float32), None, bits))
     assert target.read_bytes() == b"old contents"
