@@ -203,9 +203,9 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
 
     Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
     pairs (--dpdd, --lfdof, --pairs). The run's settings are saved in RUN_DIR/run.json;
-    re-running with only --run-dir resumes with them; --steps may be given again to
-    lengthen or shorten the run (the learning-rate drops move with it). Under `torchrun --nproc_per_node N`
-    it trains data-parallel (gloo on CPU, nccl on CUDA).
+    re-running with only --run-dir resumes with them. --steps may be given again to
+    lengthen or shorten the run: the learning-rate drops move with it. Under
+    `torchrun --nproc_per_node N` it trains data-parallel (gloo on CPU, nccl on CUDA).
 
     \b
     Examples:
@@ -225,33 +225,38 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
             "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse,
             "val_every": val_every, "ckpt_every": ckpt_every}
     names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
-    rescheduled = False
-    if run_file.exists():  # resume: saved settings win; explicit flags must agree, but --steps may re-lay the schedule
+    saved = None
+    if run_file.exists():  # resume: saved settings win; explicit flags must agree, except --steps
         try:
             saved = json.loads(run_file.read_text())
         except (OSError, ValueError) as e:
             fail(f"{run_file}: cannot read the run's settings ({e})")
-        for k in explicit - {"steps"}:
+        for k in explicit - {"steps"}:  # flags not in run.json (--workers, --device ...) are free
             key = names.get(k, k)
             if key in saved and saved[key] != args[key]:
                 fail(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
-        rescheduled = "steps" in explicit and saved["steps"] != steps
-        args = {**saved, "steps": steps} if rescheduled else saved
+        args = {**saved, "steps": steps if "steps" in explicit else saved["steps"]}
+    rescheduled = saved is not None and args["steps"] != saved["steps"]
     try:
         config = preset(args["preset"])
         config = dataclasses.replace(config, width=args["width"] or config.width,
                                      num_atoms=args["atoms"] or config.num_atoms)
         settings = training.TrainSettings(
             steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
-            alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1), log_mse=args.get("log_mse", False),
+            alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1),  # .get: run.json files from before these
+            log_mse=args.get("log_mse", False),
             val_every=args["val_every"], ckpt_every=args["ckpt_every"], workers=workers)
         train_data = training.open_train_data(args, settings)
         val_data = training.open_val_data(args["val"]) if args["val"] else None
         dev = training.init_distributed(resolve_device(device))
-        ckpt = run_dir / "checkpoint.pt"
-        if rescheduled and ckpt.exists() and training.load_checkpoint(ckpt)["step"] > steps:
-            raise ValueError(f"{ckpt} is already past step {steps}")
-        if training.is_rank0() and (rescheduled or not run_file.exists()):
+        if rescheduled:
+            done = training.checkpoint_step(run_dir)
+            training.refuse_past_end(done, settings.steps, run_dir)
+            before = dataclasses.replace(settings, steps=saved["steps"])
+            if training.is_rank0():
+                console.print(f"{run_file}: steps {before.steps} -> {settings.steps}; learning rate at step {done}: "
+                              f"{before.lr_at(done):.3g} -> {settings.lr_at(done):.3g}", highlight=False)
+        if training.is_rank0() and (rescheduled or saved is None):
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(run_file, lambda f: f.write(json.dumps(args, indent=1).encode()))
     except (ValueError, OSError, ImageError) as e:

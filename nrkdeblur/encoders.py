@@ -17,7 +17,7 @@ import numpy as np
 
 # tags that describe the pixel layout (or the ICC profile) of a TIFF image: never copied
 # from the EXIF block into a TIFF we write, since we write our own
-TIFF_LAYOUT_TAGS = frozenset({
+_TIFF_LAYOUT_TAGS = frozenset({
     254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
     317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 513, 514, 529, 530, 531, 532, 34675,
 })
@@ -129,7 +129,7 @@ def write_tiff(
     if icc:
         entries.append((34675, 7, len(icc), icc))
     used = {e[0] for e in entries}
-    entries += [e for e in exif_entries if e[0] not in used and e[0] not in TIFF_LAYOUT_TAGS]
+    entries += [e for e in exif_entries if e[0] not in used and e[0] not in _TIFF_LAYOUT_TAGS]
     ifd_offset = f.tell()
     f.write(_ifd_bytes(entries, ifd_offset, endian))
     f.seek(4)

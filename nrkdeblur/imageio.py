@@ -88,18 +88,15 @@ class Photo:
     source_format: str = ""
 
 
-def is_supported(path: str | os.PathLike) -> bool:
-    """True if the file's extension is one read_photo understands (case-insensitive)."""
-    suffix = Path(path).suffix.lower()
-    return suffix in IMAGE_EXTENSIONS or suffix in RAW_EXTENSIONS
-
-
-def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """The supported image files in `folder` (and its subfolders with `recursive`), sorted.
-    Hidden files are skipped: "._photo.jpg" is a macOS resource fork, not a photo."""
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in Path(folder).glob(pattern)
-                  if p.is_file() and is_supported(p) and not p.name.startswith("."))
+def list_images(folder: str | os.PathLike, recursive: bool = False, raw: bool = True) -> list[Path]:
+    """The image files read_photo understands in `folder` (and its subfolders with
+    `recursive`), sorted; camera RAW files only with `raw`. Hidden files and folders are
+    skipped: "._photo.jpg" is a macOS resource fork, ".Trashes/" holds deleted files."""
+    folder = Path(folder)
+    extensions = IMAGE_EXTENSIONS | RAW_EXTENSIONS if raw else IMAGE_EXTENSIONS
+    return sorted(p for p in folder.glob("**/*" if recursive else "*")
+                  if p.is_file() and p.suffix.lower() in extensions
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 # -----------------------------------------------------------------------------

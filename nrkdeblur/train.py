@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from .losses import nrk_loss, psnr
 from .model import NRKNet
 from .weights import save_weights
 
+RESUMABLE = ("steps", "workers")  # settings that may change when a run resumes
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -45,8 +48,9 @@ class TrainSettings:
 
     Args:
         steps: total optimiser steps; the learning-rate schedule is laid out over them.
-            The one setting that may change on resume (with `workers`): a longer or
-            shorter run moves the schedule's drops from the current step on.
+            `steps` and `workers` may change when a run resumes (RESUMABLE): a new
+            `steps` moves every drop of the schedule, so the rate may go down or, for a
+            longer run, back up.
         batch_size: global batch, split evenly over data-parallel processes.
         crop: side of the square training crops, in pixels (a multiple of 16).
         lr: Adam's base learning rate (paper: 1e-4).
@@ -231,8 +235,22 @@ def save_checkpoint(path: Path, model: NRKNet, ema: NRKNet, opt: torch.optim.Opt
 
 
 def load_checkpoint(path: Path) -> dict:
-    # weights_only: tensors, numbers, strings and tuples only; never runs pickled code
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint.pt as saved by save_checkpoint; ValueError if it cannot be read."""
+    try:  # weights_only: tensors, numbers, strings and tuples only; never runs pickled code
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from e
+
+
+def checkpoint_step(run_dir: str | os.PathLike) -> int:
+    """How many steps the run in run_dir has done (0 if it has no checkpoint yet)."""
+    path = Path(run_dir) / "checkpoint.pt"
+    return load_checkpoint(path)["step"] if path.exists() else 0
+
+
+def refuse_past_end(done: int, steps: int, where: Path) -> None:
+    if done > steps:
+        raise ValueError(f"{where} is at step {done}, past the {steps} steps asked for")
 
 
 def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_data: Dataset | None,
@@ -260,14 +278,13 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
     step, history = 0, []
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        saved = (NRKConfig.from_json(state["config"]), json.loads(state["settings"]))
-        mine = json.loads(json.dumps(dataclasses.asdict(settings)))
-        for free in ("workers", "steps"):  # free to change on resume; `steps` re-lays the schedule
-            mine[free] = saved[1].get(free, mine[free])
-        if saved[0] != config or saved[1] != mine:
-            raise ValueError(f"{ckpt_path} was made with other settings; use another run folder")
-        if state["step"] > settings.steps:
-            raise ValueError(f"{ckpt_path} is at step {state['step']}, past the {settings.steps} steps asked for")
+        saved_config, saved_settings = NRKConfig.from_json(state["config"]), json.loads(state["settings"])
+        mine = json.loads(json.dumps(dataclasses.asdict(settings)))  # tuples as lists, like the saved ones
+        changed = [k for k in mine if k not in RESUMABLE and saved_settings.get(k) != mine[k]]
+        if saved_config != config or changed:
+            what = ", ".join(changed) if changed else "the model config"
+            raise ValueError(f"{ckpt_path} was made with other settings ({what}); use another run folder")
+        refuse_past_end(state["step"], settings.steps, ckpt_path)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])

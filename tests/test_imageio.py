@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from nrkdeblur import encoders, imageio
-from nrkdeblur.imageio import ImageError, Photo, is_supported, list_images, read_photo, write_photo
+from nrkdeblur import encoders
+from nrkdeblur.imageio import ImageError, Photo, list_images, read_photo, write_photo
 
 RNG = np.random.default_rng(0)
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -436,18 +436,14 @@ def test_not_an_image_missing_empty_and_folder(tmp_path):
 
 
 def test_list_images_skips_hidden_and_unsupported_files(tmp_path):
-    for name in ["b.JPG", "a.png", "._a.png", ".hidden.jpg", "notes.txt", "sub/c.dng", "sub/d.tif"]:
-        (tmp_path / name).parent.mkdir(exist_ok=True)
+    for name in ["b.JPG", "a.png", "._a.png", ".hidden.jpg", "notes.txt", "sub/c.dng", "sub/d.tif",
+                 ".Trashes/e.jpg", "sub/.cache/f.png"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG"]
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
         "a.png", "b.JPG", "sub/c.dng", "sub/d.tif"]
-
-
-def test_is_supported():
-    assert is_supported("a.JPG") and is_supported("b.tiff") and is_supported(Path("c.Cr3"))
-    assert is_supported("d.dng") and is_supported("e.webp")
-    assert not is_supported("f.gif") and not is_supported("g") and not is_supported("h.png.txt")
+    assert [p.name for p in list_images(tmp_path / "sub", raw=False)] == ["d.tif"]
 
 
 # -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from PIL import Image
 
 from nrkdeblur.config import NRKConfig
 from nrkdeblur.data import RenderSettings, SyntheticDefocus, write_frozen_set
-from nrkdeblur.train import TrainSettings, train
+from nrkdeblur.train import TrainSettings, load_checkpoint, train
 from nrkdeblur.weights import load_model
 
 MILD = RenderSettings(max_coc_radius=5.0).clean()  # blur a tiny model can learn in seconds
@@ -87,7 +87,7 @@ def test_stop_and_resume_gives_the_same_weights_as_one_run(tmp_path, photos):
 def test_resume_refuses_other_settings(tmp_path, photos):
     data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=1)
     train(TINY, settings(steps=2), data, None, tmp_path / "run")
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):
         train(TINY, settings(steps=2, lr=1.0), data, None, tmp_path / "run")
 
 
@@ -97,7 +97,9 @@ def test_resume_may_change_the_length_of_the_schedule(tmp_path, photos):
     shorter = settings(steps=5, val_every=4)
     assert shorter.lr_at(4) == 0.1 * shorter.lr  # 4/5 of the way: the last drop
     assert train(TINY, shorter, data, None, tmp_path / "run").step == 5
-    with pytest.raises(ValueError, match="past the 3 steps"):
+    optimiser = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]
+    assert optimiser["param_groups"][0]["lr"] == 0.1 * shorter.lr  # the last step ran on the new schedule
+    with pytest.raises(ValueError, match="at step 5, past the 3 steps"):
         train(TINY, settings(steps=3, val_every=4), data, None, tmp_path / "run")
 
 
@@ -113,14 +115,19 @@ def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, v
     assert CliRunner().invoke(main, first).exit_code == 0
     result = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "3"])
     assert result.exit_code == 0, result.output
+    assert "steps 6 -> 3; learning rate at step 2: 0.0001 -> 2.5e-05" in result.output
     assert json.loads((run / "run.json").read_text())["steps"] == 3
     history = json.loads((run / "history.json").read_text())
     assert [h["step"] for h in history] == [2, 3] and history[-1]["lr"] == 0.25 * 1e-4
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "2"])
-    assert refused.exit_code == 1 and "already past step 2" in refused.output
+    assert refused.exit_code == 1 and "is at step 3, past the 2 steps asked for" in refused.output
     assert json.loads((run / "run.json").read_text())["steps"] == 3
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--lr", "0.1"])
     assert refused.exit_code == 1 and "was started with lr=0.0001" in refused.output
+    (run / "checkpoint.pt").write_bytes(b"not a zip file")
+    refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "4"])
+    assert refused.exit_code == 1 and "checkpoint.pt: not a readable checkpoint" in refused.output
+    assert json.loads((run / "run.json").read_text())["steps"] == 3
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")

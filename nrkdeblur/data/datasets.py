@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..imageio import list_images, read_photo
+from ..imageio import IMAGE_EXTENSIONS, list_images, read_photo
 from .defocus import RenderSettings, render_pair
 
 INFINITE_LENGTH = 10**9  # SyntheticDefocus is an endless stream indexed by training step
@@ -63,7 +63,7 @@ def sharp_photos(dirs: Iterable[str | Path]) -> list[Path]:
     for folder in map(Path, dirs):
         if not folder.is_dir():
             raise ValueError(f"photo folder {folder} does not exist")
-        found.update(list_images(folder, recursive=True))
+        found.update(list_images(folder, recursive=True, raw=False))
     return sorted(found)
 
 
@@ -182,7 +182,7 @@ def match_pairs(blur_dir: str | Path, sharp_dir: str | Path) -> list[tuple[Path,
     blurry = sharp_photos([blur_dir])
     if not blurry or not sharp:
         empty = blur_dir if not blurry else sharp_dir
-        raise ValueError(f"no images found in {empty}")
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {empty}")
     pairs, orphans = [], []
     for path in blurry:
         relative = path.relative_to(blur_dir)
@@ -202,7 +202,7 @@ def match_pairs(blur_dir: str | Path, sharp_dir: str | Path) -> list[tuple[Path,
 def _by_stem(folder: Path) -> dict[str, Path]:
     """Image files directly in `folder`, keyed by file name without suffix."""
     found: dict[str, Path] = {}
-    for path in list_images(folder):
+    for path in list_images(folder, raw=False):
         if path.stem in found:
             raise ValueError(f"{folder} has two images named {path.stem}: {found[path.stem].name}, {path.name}")
         found[path.stem] = path
