@@ -172,6 +172,9 @@ class Reporter:
               help="Model size: 'cpu' (the shipped default) or 'paper' (6.1 M parameters, for a GPU).")
 @click.option("--width", type=int, help="Override the preset's U-Net width.")
 @click.option("--atoms", type=int, help="Override the preset's number of atoms J.")
+@click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from these weights (.safetensors) instead of a fresh model; with a larger --width the "
+                   "new channels start at zero effect, so training continues from their quality.")
 @click.option("--photos", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of sharp photos to render synthetic defocus from (repeatable).")
 @click.option("--dpdd", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -197,7 +200,7 @@ class Reporter:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, photos, dpdd, lfdof, pairs, val_dir, steps,
+def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, init, photos, dpdd, lfdof, pairs, val_dir, steps,
           batch_size, crop, lr, fft_weight, reblur_weight, log_mse, seed, val_every, ckpt_every, workers, stop_after, device, debug) -> None:
     """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
 
@@ -219,7 +222,7 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
 
     explicit = {k for k in ctx.params if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     run_file = run_dir / "run.json"
-    args = {"preset": preset_name, "width": width, "atoms": atoms, "photos": [str(p) for p in photos], "dpdd": dpdd and str(dpdd),
+    args = {"preset": preset_name, "width": width, "atoms": atoms, "init": init and str(init), "photos": [str(p) for p in photos], "dpdd": dpdd and str(dpdd),
             "lfdof": lfdof and str(lfdof), "pairs": pairs and [str(p) for p in pairs], "val": val_dir and str(val_dir),
             "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
             "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse,
@@ -276,8 +279,9 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, pho
                 console.print(f"step {s.step}/{s.steps} {info}", highlight=False)
 
         try:
-            result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step)
-        except (ValueError, OSError, ImageError) as e:
+            result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step,
+                                    init=args.get("init"))
+        except (ValueError, OSError, ImageError, WeightsError) as e:
             if debug:
                 raise
             fail(str(e))

@@ -37,7 +37,8 @@ from .imageio import atomic_write
 from .data import PairFolder, SyntheticDefocus, dpdd, lfdof, sharp_photos
 from .losses import nrk_loss, psnr
 from .model import NRKNet
-from .weights import save_weights
+from .weights import read_weights, save_weights
+from .widen import load_widened
 
 RESUMABLE = ("steps", "workers")  # settings that may change when a run resumes
 
@@ -255,11 +256,13 @@ def refuse_past_end(done: int, steps: int, where: Path) -> None:
 
 def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_data: Dataset | None,
           run_dir: str | os.PathLike, device: str | torch.device = "cpu", stop_after: int | None = None,
-          on_step: Callable[[StepInfo], None] | None = None) -> Checkpoint:
+          on_step: Callable[[StepInfo], None] | None = None, init: str | os.PathLike | None = None) -> Checkpoint:
     """Train (or resume, if run_dir holds a checkpoint) up to `settings.steps`.
 
     stop_after: stop once this many steps are done (the schedule still assumes
-    settings.steps), leaving a checkpoint to resume from. Writes to run_dir:
+    settings.steps), leaving a checkpoint to resume from. init: a weights file to start
+    from instead of a fresh model; it may be narrower than `config` (widen.py). A run
+    that has a checkpoint resumes from it and ignores init. Writes to run_dir:
     checkpoint.pt (resume state), last.safetensors and best.safetensors (the averaged
     weights with their config), history.json (validation curve).
     """
@@ -290,6 +293,10 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         opt.load_state_dict(state["optimizer"])
         step, history = state["step"], json.loads(state["history"])
         set_rng_state(state["rng"])
+    elif init is not None:
+        init_config, init_state = read_weights(init)
+        load_widened(model, init_state, init_config)
+        ema.load_state_dict(model.state_dict())
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     if distributed:

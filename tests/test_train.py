@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nrkdeblur.config import NRKConfig
+from nrkdeblur.config import NRKConfig, preset
+from nrkdeblur.model import NRKNet
 from nrkdeblur.data import RenderSettings, SyntheticDefocus, write_frozen_set
 from nrkdeblur.train import TrainSettings, load_checkpoint, train
 from nrkdeblur.weights import load_model
@@ -128,6 +129,34 @@ def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, v
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "4"])
     assert refused.exit_code == 1 and "checkpoint.pt: not a readable checkpoint" in refused.output
     assert json.loads((run / "run.json").read_text())["steps"] == 3
+
+
+def test_a_run_may_start_from_narrower_weights(tmp_path, photos, val_set):
+    from click.testing import CliRunner
+
+    from nrkdeblur.cli import main
+    from nrkdeblur.weights import save_weights
+
+    data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=1, settings=MILD)
+    narrow = dataclasses.replace(TINY, head_batchnorm=False)  # no running statistics to move
+    train(narrow, settings(steps=20), data, None, tmp_path / "narrow")
+    start = tmp_path / "narrow" / "last.safetensors"
+    wide = dataclasses.replace(narrow, width=12)
+    train(wide, settings(steps=1, lr=0.0), data, None, tmp_path / "wide", init=start)  # lr 0: weights stay
+    x = torch.rand(1, 3, 48, 48)
+    with torch.no_grad():
+        before, after = load_model(start)(x).image, load_model(tmp_path / "wide" / "last.safetensors")(x).image
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+    assert load_model(tmp_path / "wide" / "last.safetensors").config == wide
+
+    args = ["train", "--photos", str(photos), "--width", "4", "--atoms", "5", "--crop", "32", "--batch-size", "2",
+            "--steps", "1", "--workers", "0", "--device", "cpu"]
+    save_weights(NRKNet(dataclasses.replace(preset("cpu"), width=2, num_atoms=5)), tmp_path / "w2.safetensors")
+    ok = CliRunner().invoke(main, args + ["--run-dir", str(tmp_path / "ok"), "--init", str(tmp_path / "w2.safetensors")])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "ok" / "run.json").read_text())["init"] == str(tmp_path / "w2.safetensors")
+    refused = CliRunner().invoke(main, args + ["--run-dir", str(tmp_path / "bad"), "--init", str(start)])
+    assert refused.exit_code == 1 and "only the width may grow" in refused.output, refused.output
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
