@@ -37,7 +37,7 @@ from .imageio import atomic_write
 from .data import PairFolder, SyntheticDefocus, dpdd, lfdof, sharp_photos
 from .losses import nrk_loss, psnr
 from .model import NRKNet
-from .weights import read_weights, save_weights
+from .weights import load_model, save_weights
 from .widen import load_widened
 
 RESUMABLE = ("steps", "workers")  # settings that may change when a run resumes
@@ -294,8 +294,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         step, history = state["step"], json.loads(state["history"])
         set_rng_state(state["rng"])
     elif init is not None:
-        init_config, init_state = read_weights(init)
-        load_widened(model, init_state, init_config)
+        load_widened(model, load_model(init))
         ema.load_state_dict(model.state_dict())
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)

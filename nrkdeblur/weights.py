@@ -54,8 +54,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise WeightsError(f"{path}: not a valid safetensors file ({e})") from None
 
 
-def read_weights(path: str | os.PathLike) -> tuple[NRKConfig, dict[str, Tensor]]:
-    """The config in `path`'s metadata and its tensors, on the CPU."""
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> NRKNet:
+    """Rebuild the exact model stored in `path` (config from its metadata), in eval mode."""
     meta = read_metadata(path)
     if CONFIG_KEY not in meta:
         raise WeightsError(f"{path}: has no nrkdeblur config in its metadata (not made by nrkdeblur train/convert)")
@@ -63,19 +63,11 @@ def read_weights(path: str | os.PathLike) -> tuple[NRKConfig, dict[str, Tensor]]
         config = NRKConfig.from_json(meta[CONFIG_KEY])
     except (ValueError, TypeError) as e:
         raise WeightsError(f"{path}: invalid nrkdeblur config in metadata ({e})") from None
-    try:
-        return config, load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise WeightsError(f"{path}: not a valid safetensors file ({e})") from None
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> NRKNet:
-    """Rebuild the exact model stored in `path` (config from its metadata), in eval mode."""
-    config, state = read_weights(path)
     model = NRKNet(config)
     try:
+        state = load_file(str(path))
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except (SafetensorError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0]
         raise WeightsError(f"{path}: weights do not match their config ({first})") from None
     return model.to(device).eval()

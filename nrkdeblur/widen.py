@@ -18,7 +18,6 @@ import dataclasses
 
 import torch
 import torch.nn as nn
-from torch import Tensor
 
 from .config import NRKConfig
 from .model import NRKNet
@@ -34,18 +33,15 @@ def input_channels(model: NRKNet, name: str, old: NRKConfig) -> list[int] | None
 
 
 @torch.no_grad()
-def load_widened(model: NRKNet, state: dict[str, Tensor], old: NRKConfig) -> None:
-    """Load `state` (a model of config `old`) into `model`, which may be wider; `model`'s
-    own initial weights supply the new channels' inputs. Afterwards model(x) equals the
-    old model's output up to float rounding."""
-    new = model.config
+def load_widened(model: NRKNet, source: NRKNet) -> None:
+    """Copy `source`'s weights into `model`, which may be wider; `model`'s own initial
+    weights supply the new channels' inputs. Afterwards model(x) equals source(x) up to
+    float rounding."""
+    old, new = source.config, model.config
     if dataclasses.replace(old, width=new.width) != new or new.width < old.width:
         raise ValueError(f"cannot start a model of width {new.width} from weights of width {old.width} "
                          "with another config (only the width may grow)")
-    try:  # the state really is a model of `old`
-        NRKNet(old).load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"the weights do not match their config ({str(e).strip().splitlines()[0]})") from None
+    state = source.state_dict()
     convs = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
     for name, module in convs.items():
         w_old, w_new = state[f"{name}.weight"], module.weight

@@ -29,7 +29,7 @@ def trained_like(config: NRKConfig) -> NRKNet:
 def test_the_wider_model_computes_what_the_narrow_one_did(config, width):
     narrow = trained_like(config)
     wide = NRKNet(dataclasses.replace(config, width=width)).eval()
-    load_widened(wide, narrow.state_dict(), config)
+    load_widened(wide, narrow)
     x = torch.rand(2, 3, 40, 56)
     with torch.no_grad():
         a, b = narrow(x, return_gamma=True), wide(x, return_gamma=True)
@@ -41,7 +41,7 @@ def test_the_wider_model_computes_what_the_narrow_one_did(config, width):
 def test_the_new_channels_can_learn():
     narrow = trained_like(NARROW)
     wide = NRKNet(dataclasses.replace(NARROW, width=6))
-    load_widened(wide, narrow.state_dict(), NARROW)
+    load_widened(wide, narrow)
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     (wide(x).image - y).square().mean().backward()
     reads_new = wide.unet.dec1[0].conv2.weight.grad[:4, 4:]  # old outputs reading new channels: zero now
@@ -53,4 +53,4 @@ def test_the_new_channels_can_learn():
 def test_refuses_anything_but_a_wider_copy(change, message):
     wide = NRKNet(dataclasses.replace(NARROW, **change))
     with pytest.raises(ValueError, match=message):
-        load_widened(wide, trained_like(NARROW).state_dict(), NARROW)
+        load_widened(wide, trained_like(NARROW))
