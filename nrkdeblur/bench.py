@@ -117,7 +117,9 @@ def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: 
         plain = best_time(lambda: model(x))
     seconds = best_time(lambda: deblur(model, pixels))
     macs = count_macs(model, x)
-    return {"preset": preset_name, "size": f"{width}x{height}", "seconds": seconds, "plain_nchw_seconds": plain,
+    return {"preset": preset_name, "width": model.config.width,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "size": f"{width}x{height}", "seconds": seconds, "plain_nchw_seconds": plain,
             "megapixels_per_s": height * width / 1e6 / seconds, "gmacs": macs / 1e9, "mac_per_s": macs / seconds,
             "threads": torch.get_num_threads()}
 
@@ -169,9 +171,10 @@ def plot(results: dict) -> Image.Image:
     rows: list[tuple[str, float, str, tuple[int, int, int]] | str] = []
     for t in results.get("throughput", []):
         rows.append(f"Whole-photo inference, {t['size']}, {t['threads']} threads (seconds)")
-        rows.append((f"{t['preset']}: plain NCHW call", t["plain_nchw_seconds"], f"{t['plain_nchw_seconds']:.1f} s",
+        name = f"{t['preset']} (width {t['width']})" if "width" in t else t["preset"]
+        rows.append((f"{name}: plain NCHW call", t["plain_nchw_seconds"], f"{t['plain_nchw_seconds']:.1f} s",
                      (170, 170, 170)))
-        rows.append((f"{t['preset']}: nrkdeblur", t["seconds"], f"{t['seconds']:.1f} s", (40, 110, 200)))
+        rows.append((f"{name}: nrkdeblur", t["seconds"], f"{t['seconds']:.1f} s", (40, 110, 200)))
     if results.get("memory"):
         rows.append("Tiled inference: peak memory (MB) and time")
         for m in results["memory"]:

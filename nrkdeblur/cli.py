@@ -484,7 +484,7 @@ def bench(quick: bool, memory: bool, json_path: Path | None, plot_path: Path | N
             t = b.throughput(name, weights=weights)
             t["share_of_conv_ceiling"] = t["mac_per_s"] / ceiling
             results["throughput"].append(t)
-            say(f"{name} preset, {t['size']}: {t['seconds']:.2f} s ({t['plain_nchw_seconds']:.2f} s as a plain NCHW "
+            say(f"{name} preset (width {t['width']}, {t['parameters']:,} parameters), {t['size']}: {t['seconds']:.2f} s ({t['plain_nchw_seconds']:.2f} s as a plain NCHW "
                 f"call), {t['megapixels_per_s']:.3f} MP/s, {t['gmacs']:.1f} GMAC, {t['share_of_conv_ceiling']:.0%} of "
                 f"the {ceiling / 1e9:.1f} GMAC/s 3x3-conv ceiling, {t['threads']} threads")
         results["tiled_vs_whole_levels"] = b.tiled_vs_whole(shipped)

@@ -123,10 +123,12 @@ def test_bench_measures_the_operator_ratio_and_counts_macs():
 def test_bench_throughput_tiling_check_and_plot(tmp_path):
     """The bench's pieces on small inputs: the product path vs a plain call, tiled vs
     whole with the shipped weights, and a plot with a bar per measured figure."""
-    from nrkdeblur.weights import default_weights
+    from nrkdeblur.weights import default_weights, load_model
 
     t = bench.throughput("cpu", height=64, width=96, weights=str(default_weights()))
     assert t["seconds"] > 0 and t["plain_nchw_seconds"] > 0 and t["gmacs"] > 0
+    shipped = load_model(default_weights())  # the row names what was measured
+    assert (t["width"], t["parameters"]) == (shipped.config.width, sum(p.numel() for p in shipped.parameters()))
     assert bench.tiled_vs_whole(str(default_weights()), side=384, tile=256) < 1.0  # levels
     results = {"machine": bench.machine(), "rkr": {"ratio": 100.0, "S": 39}, "throughput": [t],
                "memory": [{"megapixels": mp, "peak_rss_mb": 100.0 * mp, "seconds": mp} for mp in (2, 12, 24)]}
