@@ -484,8 +484,9 @@ def bench(quick: bool, memory: bool, json_path: Path | None, plot_path: Path | N
             t = b.throughput(name, weights=weights)
             t["share_of_conv_ceiling"] = t["mac_per_s"] / ceiling
             results["throughput"].append(t)
-            say(f"{name} preset (width {t['width']}, {t['parameters']:,} parameters), {t['size']}: {t['seconds']:.2f} s ({t['plain_nchw_seconds']:.2f} s as a plain NCHW "
-                f"call), {t['megapixels_per_s']:.3f} MP/s, {t['gmacs']:.1f} GMAC, {t['share_of_conv_ceiling']:.0%} of "
+            say(f"{name} preset (width {t['width']}, {t['parameters']:,} parameters), {t['size']}: "
+                f"{t['seconds']:.2f} s ({t['plain_nchw_seconds']:.2f} s as a plain NCHW call), "
+                f"{t['megapixels_per_s']:.3f} MP/s, {t['gmacs']:.1f} GMAC, {t['share_of_conv_ceiling']:.0%} of "
                 f"the {ceiling / 1e9:.1f} GMAC/s 3x3-conv ceiling, {t['threads']} threads")
         results["tiled_vs_whole_levels"] = b.tiled_vs_whole(shipped)
         say(f"tiled vs whole, 1 MP, tile 512: max difference {results['tiled_vs_whole_levels']:.4f} of an 8-bit level")
