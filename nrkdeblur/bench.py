@@ -27,7 +27,7 @@ import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
 from .config import preset
-from .model import NRKNet
+from .model import NRKNet, count_parameters
 from .rkr import RecursiveKernels, explicit_blur
 
 
@@ -118,7 +118,7 @@ def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: 
     seconds = best_time(lambda: deblur(model, pixels))
     macs = count_macs(model, x)
     return {"preset": preset_name, "width": model.config.width,
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": count_parameters(model),
             "size": f"{width}x{height}", "seconds": seconds, "plain_nchw_seconds": plain,
             "megapixels_per_s": height * width / 1e6 / seconds, "gmacs": macs / 1e9, "mac_per_s": macs / seconds,
             "threads": torch.get_num_threads()}
@@ -171,7 +171,7 @@ def plot(results: dict) -> Image.Image:
     rows: list[tuple[str, float, str, tuple[int, int, int]] | str] = []
     for t in results.get("throughput", []):
         rows.append(f"Whole-photo inference, {t['size']}, {t['threads']} threads (seconds)")
-        name = f"{t['preset']} (width {t['width']})" if "width" in t else t["preset"]
+        name = f"{t['preset']} (width {t['width']})"
         rows.append((f"{name}: plain NCHW call", t["plain_nchw_seconds"], f"{t['plain_nchw_seconds']:.1f} s",
                      (170, 170, 170)))
         rows.append((f"{name}: nrkdeblur", t["seconds"], f"{t['seconds']:.1f} s", (40, 110, 200)))

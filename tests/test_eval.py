@@ -12,6 +12,7 @@ from PIL import Image
 from nrkdeblur import bench
 from nrkdeblur.cli import main
 from nrkdeblur.evaluate import psnr, ssim
+from nrkdeblur.model import count_parameters
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
@@ -128,7 +129,7 @@ def test_bench_throughput_tiling_check_and_plot(tmp_path):
     t = bench.throughput("cpu", height=64, width=96, weights=str(default_weights()))
     assert t["seconds"] > 0 and t["plain_nchw_seconds"] > 0 and t["gmacs"] > 0
     shipped = load_model(default_weights())  # the row names what was measured
-    assert (t["width"], t["parameters"]) == (shipped.config.width, sum(p.numel() for p in shipped.parameters()))
+    assert (t["width"], t["parameters"]) == (shipped.config.width, count_parameters(shipped))
     assert bench.tiled_vs_whole(str(default_weights()), side=384, tile=256) < 1.0  # levels
     results = {"machine": bench.machine(), "rkr": {"ratio": 100.0, "S": 39}, "throughput": [t],
                "memory": [{"megapixels": mp, "peak_rss_mb": 100.0 * mp, "seconds": mp} for mp in (2, 12, 24)]}
