@@ -60,6 +60,10 @@ def fail(message: str) -> None:
 
 # --- deblur ------------------------------------------------------------------------
 
+LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sRGB: they are "
+               "sRGB-encoded for the network and its output is decoded back to linear.")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
@@ -77,10 +81,11 @@ def fail(message: str) -> None:
               help="Write NAME_defocus.png (heatmap) and NAME_defocus.tiff (float, pixels) here.")
 @click.option("--coefficients", "coef_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the coefficient maps and atoms (NAME_coefficients.safetensors, NAME_atoms.png) here.")
+@click.option("--linear", is_flag=True, help=LINEAR_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, half, tile, tile_overlap,
-           defocus_dir, coef_dir, quiet, debug) -> None:
+           defocus_dir, coef_dir, linear, quiet, debug) -> None:
     """Deblur photos: files or folders in, all-in-focus photos out.
 
     Reads JPEG, PNG, TIFF, WebP, BMP (8 or 16 bit, grey, RGB, RGBA) and camera RAW
@@ -106,7 +111,7 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
             summary = process_batch(list(inputs), output, recursive=recursive, fmt=fmt, quality=quality,
                                     overwrite=overwrite, weights=weights, device=resolve_device(device), half=half,
                                     tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir, coef_dir=coef_dir,
-                                    report=report, debug=debug)
+                                    report=report, linear=linear, debug=debug)
         except WeightsError as e:
             if debug:
                 raise
@@ -317,11 +322,13 @@ def resolve_device(name: str):
 @click.option("--method", type=click.Choice(["nrknet", "unsharp", "richardson-lucy", "identity"]), default="nrknet",
               show_default=True, help="What restores the blurry images (classical ones need scikit-image).")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights for nrknet (default: the shipped ones).")
+@click.option("--linear", is_flag=True, help=LINEAR_HELP + " Applies to every --method.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as CSV.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, device, csv_path, json_path, debug) -> None:
+def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, linear, device, csv_path, json_path,
+                     debug) -> None:
     """Measure PSNR and SSIM against sharp references, per image and on average.
 
     Pairs are matched by file name (stem). Scores are on 8-bit RGB, data range 255, no
@@ -333,6 +340,7 @@ def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, device, csv
       nrkdeblur eval benchmarks/kodak24-defocus/blur benchmarks/kodak24-defocus/sharp
       nrkdeblur eval pairs/blur pairs/sharp --method richardson-lucy --csv rl.csv
       nrkdeblur eval blur/ sharp/ --pred my_outputs/ --json scores.json
+      nrkdeblur eval pixel4/blur pixel4/sharp --linear    pairs stored without a tone curve
     """
     from .data import match_pairs
     from .evaluate import evaluate, mean_row, to_uint8
@@ -342,7 +350,7 @@ def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, device, csv
         load = lambda p: to_uint8(read_photo(p).pixels)  # noqa: E731
         pairs = [(b.relative_to(blur_dir).with_suffix("").as_posix(), load(b), load(s))
                  for b, s in match_pairs(blur_dir, sharp_dir)]
-        restore = make_restorer(method, pred_dir, weights, device)
+        restore = make_restorer(method, pred_dir, weights, device, linear)
         rows = evaluate(pairs, restore)
         write_table(rows + [mean_row(rows)], method if pred_dir is None else f"predictions in {pred_dir}",
                     csv_path, json_path)
@@ -352,7 +360,7 @@ def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, device, csv
         fail(str(e))
 
 
-def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, device: str):
+def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, device: str, linear: bool = False):
     """A function (name, blurry uint8) -> restored uint8 for the eval command."""
     from .evaluate import to_uint8
     from .imageio import read_photo
@@ -370,8 +378,11 @@ def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, devi
         return lambda name, blurry: blurry
     if method in ("unsharp", "richardson-lucy"):
         from . import baselines
+        from .srgb import linear_to_srgb, srgb_to_linear
 
         fn = baselines.unsharp if method == "unsharp" else baselines.richardson_lucy
+        if linear:
+            return lambda name, blurry: to_uint8(srgb_to_linear(fn(linear_to_srgb(blurry.astype(np.float32) / 255))))
         return lambda name, blurry: to_uint8(fn(blurry.astype(np.float32) / 255))
     from .inference import choose_tile, deblur
     from .pipeline import open_default_weights
@@ -381,7 +392,7 @@ def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, devi
 
     def run_model(name, blurry):
         x = blurry.astype(np.float32) / 255
-        return to_uint8(deblur(model, x, tile=choose_tile(model, *x.shape[:2], dev)).image)
+        return to_uint8(deblur(model, x, tile=choose_tile(model, *x.shape[:2], dev), linear=linear).image)
 
     return run_model
 

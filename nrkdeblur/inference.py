@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .model import NRKNet
+from .srgb import linear_to_srgb, srgb_to_linear
 from .tiling import run_tiled, tile_size
 
 # Defocus kernels reach ~39 px and the U-Net sees ~16x further at the coarsest scale, so
@@ -118,12 +119,14 @@ def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) ->
 
 @torch.inference_mode()
 def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None = None, overlap: int = DEFAULT_OVERLAP,
-           defocus: bool = False, coefficients: bool = False, half: bool = False,
+           defocus: bool = False, coefficients: bool = False, half: bool = False, linear: bool = False,
            on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
 
     tile: side, or (height, width), of the tiles; None to process whole. half: run in
-    float16 on CUDA (ignored elsewhere). Converts the model's weights to channels-last
+    float16 on CUDA (ignored elsewhere). linear: the pixels are linear light, not sRGB;
+    each tile is sRGB-encoded for the network, which was trained on sRGB photos, and its
+    output decoded back (then clipped to [0, 1]). Converts the model's weights to channels-last
     layout in place (same numbers, faster convolutions: README, "Speed and memory").
     """
     H, W, C = pixels.shape
@@ -135,10 +138,15 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None
     dtype = torch.float16 if half and device.type == "cuda" else torch.float32
 
     def fn(t: Tensor) -> Tensor:
+        if linear:
+            t = torch.from_numpy(linear_to_srgb(t.numpy()))
         t = t.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             y = forward_maps(model, t, defocus, coefficients)
-        return y.float().cpu()
+        y = y.float().cpu()
+        if linear:
+            y[:, :3] = torch.from_numpy(srgb_to_linear(y[:, :3].numpy()))
+        return y
 
     m = model.config.multiple
     th, tw = (H, W) if tile is None else tile_size(tile)

@@ -53,7 +53,7 @@ def open_default_weights(path: Path | None, device: torch.device) -> NRKNet:
 def process_batch(inputs: list[Path], output: Path | None, *, recursive: bool, fmt: str | None, quality: int,
                   overwrite: bool, weights: Path | None, device: torch.device, half: bool, tile: int | None,
                   overlap: int, defocus_dir: Path | None, coef_dir: Path | None, report: Report,
-                  debug: bool = False) -> Summary:
+                  linear: bool = False, debug: bool = False) -> Summary:
     start = time.perf_counter()
     jobs, problems = plan(inputs, output, recursive, fmt, maps=defocus_dir is not None or coef_dir is not None)
     failed = [(p.path, p.reason) for p in problems]
@@ -71,7 +71,8 @@ def process_batch(inputs: list[Path], output: Path | None, *, recursive: bool, f
     done, megapixels = 0, 0.0
     for job in todo:
         try:
-            megapixels += process_one(model, job, fmt, quality, half, tile, overlap, defocus_dir, coef_dir, report)
+            megapixels += process_one(model, job, fmt, quality, half, tile, overlap, defocus_dir, coef_dir, report,
+                                      linear)
             done += 1
         except ImageError as e:
             if debug:
@@ -90,7 +91,8 @@ def process_batch(inputs: list[Path], output: Path | None, *, recursive: bool, f
 
 
 def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bool, tile: int | None,
-                overlap: int, defocus_dir: Path | None, coef_dir: Path | None, report: Report) -> float:
+                overlap: int, defocus_dir: Path | None, coef_dir: Path | None, report: Report,
+                linear: bool = False) -> float:
     """Deblur one file and write its outputs; returns its megapixels."""
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
@@ -99,7 +101,7 @@ def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bo
     if tile is not None:
         overlap = min(overlap, min(tile) // 2)
     result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=defocus_dir is not None,
-                    coefficients=coef_dir is not None, half=half, on_tile=report.tile)
+                    coefficients=coef_dir is not None, half=half, linear=linear, on_tile=report.tile)
     stem = job.relative.with_suffix("")
     if defocus_dir is not None:  # maps first: the photo's output marks the job as done
         write_defocus(defocus_dir / stem.parent, stem.name, result.defocus)

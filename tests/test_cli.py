@@ -103,6 +103,23 @@ def test_16_bit_png_stays_16_bit(tmp_path, weights):
     assert len(np.unique(levels % 257)) > 10  # real 16-bit values, not 8-bit ones scaled
 
 
+def test_linear_input_is_srgb_encoded_for_the_network_and_decoded_back(tmp_path, weights):
+    from nrkdeblur.inference import deblur
+    from nrkdeblur.srgb import linear_to_srgb, srgb_to_linear
+    from nrkdeblur.weights import load_model
+
+    src = photo(tmp_path / "lin.png", size=(48, 64))
+    x = read_photo(src).pixels
+    for flag, name in (([], "plain.png"), (["--linear"], "linear.png")):
+        assert run(src, "-o", tmp_path / name, "--weights", weights, *flag).exit_code == 0
+    plain, linear = (np.asarray(Image.open(tmp_path / n), dtype=np.float64) for n in ("plain.png", "linear.png"))
+    model = load_model(weights)
+    expected = srgb_to_linear(deblur(model, linear_to_srgb(x)).image) * 255
+    assert np.abs(linear - expected).max() <= 1  # 8-bit rounding
+    assert np.abs(linear - plain).mean() > 1  # the flag changes what the network sees
+    assert np.allclose(srgb_to_linear(linear_to_srgb(x)), x, atol=1e-6)  # the two curves invert each other
+
+
 def test_exif_orientation_and_icc_profile_are_kept(tmp_path, weights):
     src = photo(tmp_path / "o.jpg", size=(30, 50), exif=exif_with(6), icc_profile=SRGB_ICC, quality=95)
     r = run(src, "-o", tmp_path / "out.jpg", "--weights", weights)

@@ -26,7 +26,8 @@ from nrkdeblur.data import (
     sharp_photos,
     write_frozen_set,
 )
-from nrkdeblur.data.defocus import render_layers, srgb_to_linear
+from nrkdeblur.data.defocus import render_layers
+from nrkdeblur.srgb import srgb_to_linear
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLEAN = RenderSettings().clean()  # no noise, no 8-bit rounding, no JPEG

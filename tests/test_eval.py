@@ -78,6 +78,11 @@ def test_classical_baselines_run(tmp_path, method):
     assert r.exit_code == 0, r.output
     row = json.loads((tmp_path / "s.json").read_text())[0]
     assert row["psnr_out"] != row["psnr_in"]
+    r = CliRunner().invoke(main, ["eval", str(blur), str(sharp), "--method", method, "--linear",
+                                  "--json", str(tmp_path / "l.json")])
+    assert r.exit_code == 0, r.output
+    linear = json.loads((tmp_path / "l.json").read_text())[0]
+    assert linear["psnr_in"] == row["psnr_in"] and linear["psnr_out"] != row["psnr_out"]
 
 
 def test_render_command_writes_a_reproducible_frozen_set(tmp_path):

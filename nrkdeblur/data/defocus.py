@@ -31,6 +31,8 @@ from PIL import Image, ImageDraw
 from scipy import fft as sfft
 from scipy import ndimage
 
+from ..srgb import linear_to_srgb, srgb_to_linear
+
 APERTURE_KINDS = ("disk", "polygon", "rim", "soft", "cateye")
 
 
@@ -112,22 +114,6 @@ class Aperture(NamedTuple):
     blades: int = 0  # polygon: number of blades
     angle: float = 0.0  # polygon rotation / cat-eye direction, radians
     strength: float = 0.0  # rim brightness, edge softness or cat-eye offset
-
-
-# ----------------------------------------------------------------------------
-# colour
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    """sRGB in [0, 1] to linear light (IEC 61966-2-1), float32."""
-    x = np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """Linear light to sRGB in [0, 1], float32."""
-    x = np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------
