@@ -61,7 +61,8 @@ def fail(message: str) -> None:
 # --- deblur ------------------------------------------------------------------------
 
 LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sRGB: they are "
-               "sRGB-encoded for the network and its output is decoded back to linear.")
+               "sRGB-encoded for the network and its output is decoded back to linear. Not for "
+               "camera RAW files, which are developed to sRGB.")
 
 
 @main.command()
@@ -322,7 +323,7 @@ def resolve_device(name: str):
 @click.option("--method", type=click.Choice(["nrknet", "unsharp", "richardson-lucy", "identity"]), default="nrknet",
               show_default=True, help="What restores the blurry images (classical ones need scikit-image).")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights for nrknet (default: the shipped ones).")
-@click.option("--linear", is_flag=True, help=LINEAR_HELP + " Applies to every --method.")
+@click.option("--linear", is_flag=True, help=LINEAR_HELP + " Applies to every --method (not to --pred).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as CSV.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as JSON.")
@@ -346,14 +347,17 @@ def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, linear, dev
     from .evaluate import evaluate, mean_row, to_uint8
     from .imageio import read_photo
 
+    if linear and pred_dir is not None:
+        fail("--linear tells a method how to read the inputs; --pred scores finished outputs")
+
     try:
         load = lambda p: to_uint8(read_photo(p).pixels)  # noqa: E731
         pairs = [(b.relative_to(blur_dir).with_suffix("").as_posix(), load(b), load(s))
                  for b, s in match_pairs(blur_dir, sharp_dir)]
         restore = make_restorer(method, pred_dir, weights, device, linear)
         rows = evaluate(pairs, restore)
-        write_table(rows + [mean_row(rows)], method if pred_dir is None else f"predictions in {pred_dir}",
-                    csv_path, json_path)
+        title = f"predictions in {pred_dir}" if pred_dir is not None else method + (" --linear" if linear else "")
+        write_table(rows + [mean_row(rows)], title, csv_path, json_path)
     except (ImageError, WeightsError, ValueError, OSError) as e:
         if debug:
             raise

@@ -64,8 +64,8 @@ def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
     budget: bytes the forward pass may use; default a third of what is free, at most
     1.5 GiB on the CPU, so a 24 MP photo stays in about the same memory as a 2 MP one.
     Of the grids of tiles that fit the budget, the one that processes the fewest pixels
-    in all wins: a 4000 x 3000 photo gets 2 x 5 tiles of 976 x 1616 (15.8 MP processed)
-    rather than 4 x 3 squares of 1264 (19.2 MP).
+    in all wins: with a budget that fits a square of 1264, a 4000 x 3000 photo gets 2 x 5
+    tiles of 976 x 1616 (15.8 MP processed) rather than 4 x 3 squares of 1264 (19.2 MP).
     """
     if budget is None:
         budget = available_memory(device) // 3

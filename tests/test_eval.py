@@ -59,6 +59,8 @@ def test_eval_reads_existing_predictions(tmp_path):
     assert r.exit_code == 0, r.output
     mean = json.loads((tmp_path / "s.json").read_text())[-1]
     assert mean["psnr_out"] == float("inf") and mean["ssim_out"] == pytest.approx(1.0)
+    r = CliRunner().invoke(main, ["eval", str(blur), str(sharp), "--pred", str(tmp_path / "pred"), "--linear"])
+    assert r.exit_code == 1 and "--pred scores finished outputs" in r.output  # the flag would be ignored
 
 
 def test_eval_without_matching_names_is_one_clear_error(tmp_path):
