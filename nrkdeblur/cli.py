@@ -83,10 +83,12 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
 @click.option("--coefficients", "coef_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the coefficient maps and atoms (NAME_coefficients.safetensors, NAME_atoms.png) here.")
 @click.option("--linear", is_flag=True, help=LINEAR_HELP)
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="How much of the network's change to keep: 0 = the input, 1 = the network's output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, half, tile, tile_overlap,
-           defocus_dir, coef_dir, linear, quiet, debug) -> None:
+           defocus_dir, coef_dir, linear, strength, quiet, debug) -> None:
     """Deblur photos: files or folders in, all-in-focus photos out.
 
     Reads JPEG, PNG, TIFF, WebP, BMP (8 or 16 bit, grey, RGB, RGBA) and camera RAW
@@ -103,16 +105,17 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
       nrkdeblur shoot/*.CR2 -o sharp/ --defocus-map maps/
       nrkdeblur big.tif -o out.tif --tile 1024      bounded memory
     """
-    from .pipeline import process_batch
+    from .pipeline import DeblurOptions, process_batch
 
     if tile is not None and tile_overlap > tile // 2:
         fail(f"--tile-overlap {tile_overlap} is too large for --tile {tile} (at most half the tile)")
+    options = DeblurOptions(recursive=recursive, fmt=fmt, quality=quality, overwrite=overwrite, weights=weights,
+                            device=str(resolve_device(device)), half=half, tile=tile, overlap=tile_overlap,
+                            defocus_dir=defocus_dir, coef_dir=coef_dir, linear=linear, strength=strength,
+                            debug=debug)
     with Reporter(quiet) as report:
         try:
-            summary = process_batch(list(inputs), output, recursive=recursive, fmt=fmt, quality=quality,
-                                    overwrite=overwrite, weights=weights, device=resolve_device(device), half=half,
-                                    tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir, coef_dir=coef_dir,
-                                    report=report, linear=linear, debug=debug)
+            summary = process_batch(list(inputs), output, options, report)
         except WeightsError as e:
             if debug:
                 raise
@@ -296,21 +299,12 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, ini
 
 
 def resolve_device(name: str):
-    import torch
+    from .inference import resolve_device as resolve
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
     try:
-        dev = torch.device(name)
-    except RuntimeError:
-        fail(f"unknown device {name!r} (use auto, cpu, cuda, mps)")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        fail("--device cuda: no CUDA GPU is available here")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        fail("--device mps: Apple's Metal backend is not available here")
-    return dev
+        return resolve(name)
+    except ValueError as e:
+        fail(f"--device {e}")
 
 
 # --- eval --------------------------------------------------------------------------

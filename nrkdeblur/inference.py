@@ -33,6 +33,23 @@ class Deblurred(NamedTuple):
     gammas: list[np.ndarray] | None  # coarse to fine, (J, H/2^(S-1-t), W/2^(S-1-t)) float32
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """"auto" (CUDA if available, else CPU) or a torch device name, checked to exist here."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}: no CUDA GPU is available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}: Apple's Metal backend is not available here")
+    return dev
+
+
 def bytes_per_pixel(model: NRKNet) -> float:
     """Peak working memory of one forward pass per input pixel (measured on CPU for the
     presets, float32; see `nrkdeblur bench`): U-Net activations dominate."""
@@ -120,13 +137,15 @@ def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) ->
 @torch.inference_mode()
 def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None = None, overlap: int = DEFAULT_OVERLAP,
            defocus: bool = False, coefficients: bool = False, half: bool = False, linear: bool = False,
-           on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
+           strength: float = 1.0, on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
 
     tile: side, or (height, width), of the tiles; None to process whole. half: run in
     float16 on CUDA (ignored elsewhere). linear: the pixels are linear light, not sRGB;
     each tile is sRGB-encoded for the network, which was trained on sRGB photos, and its
-    output decoded back (then clipped to [0, 1]). Converts the model's weights to channels-last
+    output decoded back (then clipped to [0, 1]). strength: how much of the network's change
+    to keep, out = x + strength * (net(x) - x) (0: the input, 1: the network's output), blended
+    in the file's own space (linear when `linear`). Converts the model's weights to channels-last
     layout in place (same numbers, faster convolutions: README, "Speed and memory").
     """
     H, W, C = pixels.shape
@@ -137,7 +156,11 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None
         x = x.expand(1, 3, H, W)
     dtype = torch.float16 if half and device.type == "cuda" else torch.float32
 
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1, not {strength}")
+
     def fn(t: Tensor) -> Tensor:
+        source = t.float()
         if linear:
             t = torch.from_numpy(linear_to_srgb(t.numpy()))
         t = t.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
@@ -146,6 +169,8 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None
         y = y.float().cpu()
         if linear:
             y[:, :3] = torch.from_numpy(srgb_to_linear(y[:, :3].numpy()))
+        if strength != 1.0:
+            y[:, :3].sub_(source).mul_(strength).add_(source)
         return y
 
     m = model.config.multiple

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -20,7 +21,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from .batch import Job, plan
 from .imageio import ImageError, atomic_write, read_photo, write_photo
-from .inference import choose_tile, deblur
+from .inference import DEFAULT_OVERLAP, choose_tile, deblur, resolve_device
 from .maps import atom_sheet, heatmap
 from .model import NRKNet
 from .weights import CONFIG_KEY, WeightsError, default_weights, load_model
@@ -50,37 +51,78 @@ def open_default_weights(path: Path | None, device: torch.device) -> NRKNet:
     return load_model(path, device)
 
 
-def process_batch(inputs: list[Path], output: Path | None, *, recursive: bool, fmt: str | None, quality: int,
-                  overwrite: bool, weights: Path | None, device: torch.device, half: bool, tile: int | None,
-                  overlap: int, defocus_dir: Path | None, coef_dir: Path | None, report: Report,
-                  linear: bool = False, debug: bool = False) -> Summary:
+@dataclass(frozen=True)
+class DeblurOptions:
+    """How to deblur photos: what the deblur command's options say, in one value.
+
+    The local batch, the Ray engine and the Python API all pass one of these down to
+    process_one, so every way of running nrkdeblur deblurs a photo the same way.
+
+    Args:
+        recursive: include subfolders of input folders.
+        fmt: output format (jpeg, png, tiff, webp, bmp); None keeps the input's.
+        quality: JPEG / WebP quality.
+        overwrite: replace outputs that exist (otherwise they are skipped: resume).
+        weights: a weights file; None for the shipped weights.
+        device: "auto", "cpu", "cuda", "cuda:1", "mps" ...
+        half: float16 on a GPU.
+        tile: tile side in pixels; None to choose from the memory available.
+        overlap: pixels shared by neighbouring tiles.
+        defocus_dir: where to write NAME_defocus.png / .tiff (None: no maps).
+        coef_dir: where to write the coefficient maps and atoms (None: none).
+        linear: the pixels are linear light, not sRGB (inference.deblur).
+        strength: 0 returns the input, 1 the network's output; in between blends them.
+        debug: let exceptions through instead of reporting them per file.
+    """
+
+    recursive: bool = False
+    fmt: str | None = None
+    quality: int = 95
+    overwrite: bool = False
+    weights: Path | None = None
+    device: str = "auto"
+    half: bool = False
+    tile: int | None = None
+    overlap: int = DEFAULT_OVERLAP
+    defocus_dir: Path | None = None
+    coef_dir: Path | None = None
+    linear: bool = False
+    strength: float = 1.0
+    debug: bool = False
+
+    @property
+    def maps(self) -> bool:
+        return self.defocus_dir is not None or self.coef_dir is not None
+
+
+def process_batch(inputs: list[Path], output: Path | None, options: DeblurOptions, report: Report) -> Summary:
+    """Plan, skip what exists, load the model once, deblur and write every photo."""
     start = time.perf_counter()
-    jobs, problems = plan(inputs, output, recursive, fmt, maps=defocus_dir is not None or coef_dir is not None)
+    jobs, problems = plan(inputs, output, options.recursive, options.fmt, maps=options.maps)
     failed = [(p.path, p.reason) for p in problems]
     for path, reason in failed:
         report.error(path, reason)
     todo = []
     for job in jobs:
-        if job.output.exists() and not overwrite:
+        if job.output.exists() and not options.overwrite:
             report.note(f"skip {job.source}: {job.output} exists (use --overwrite)")
         else:
             todo.append(job)
     skipped = len(jobs) - len(todo)
-    model = open_default_weights(weights, device) if todo else None
+    model = open_default_weights(options.weights, resolve_device(options.device)) if todo else None
     report.start(len(todo))
     done, megapixels = 0, 0.0
     for job in todo:
         try:
-            megapixels += process_one(model, job, fmt, quality, half, tile, overlap, defocus_dir, coef_dir, report,
-                                      linear)
+            megapixels += process_one(model, job, options, report)
             done += 1
         except ImageError as e:
-            if debug:
+            if options.debug:
                 raise
             failed.append((job.source, str(e).removeprefix(f"{job.source}: ")))
             report.error(job.source, failed[-1][1])
         except (RuntimeError, ValueError, OSError, MemoryError) as e:
-            if debug:
+            if options.debug:
                 raise
             memory = isinstance(e, MemoryError) or "memory" in str(e).lower()
             reason = "out of memory; try a smaller --tile" if memory else f"{type(e).__name__}: {e}"
@@ -90,27 +132,27 @@ def process_batch(inputs: list[Path], output: Path | None, *, recursive: bool, f
     return Summary(done, skipped, failed, time.perf_counter() - start, megapixels)
 
 
-def process_one(model: NRKNet, job: Job, fmt: str | None, quality: int, half: bool, tile: int | None,
-                overlap: int, defocus_dir: Path | None, coef_dir: Path | None, report: Report,
-                linear: bool = False) -> float:
+def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report) -> float:
     """Deblur one file and write its outputs; returns its megapixels."""
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
     device = next(model.parameters()).device
-    tile = choose_tile(model, H, W, device) if tile is None else (tile, tile)
+    overlap = options.overlap
+    tile = choose_tile(model, H, W, device, overlap=overlap) if options.tile is None else (options.tile, options.tile)
     if tile is not None:
         overlap = min(overlap, min(tile) // 2)
-    result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=defocus_dir is not None,
-                    coefficients=coef_dir is not None, half=half, linear=linear, on_tile=report.tile)
+    result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=options.defocus_dir is not None,
+                    coefficients=options.coef_dir is not None, half=options.half, linear=options.linear,
+                    strength=options.strength, on_tile=report.tile)
     stem = job.relative.with_suffix("")
-    if defocus_dir is not None:  # maps first: the photo's output marks the job as done
-        write_defocus(defocus_dir / stem.parent, stem.name, result.defocus)
-    if coef_dir is not None:
-        write_coefficients(coef_dir / stem.parent, stem.name, model, result.gammas)
+    if options.defocus_dir is not None:  # maps first: the photo's output marks the job as done
+        write_defocus(options.defocus_dir / stem.parent, stem.name, result.defocus)
+    if options.coef_dir is not None:
+        write_coefficients(options.coef_dir / stem.parent, stem.name, model, result.gammas)
     # the output replaces the input pixels, which are freed before encoding (peak memory)
     photo = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))
     del result
-    write_photo(job.output, photo, quality=quality, format=fmt)
+    write_photo(job.output, photo, quality=options.quality, format=options.fmt)
     return H * W / 1e6
 
 
