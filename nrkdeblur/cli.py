@@ -191,6 +191,9 @@ class Reporter:
 @click.option("--lfdof", type=click.Path(exists=True, file_okay=False, path_type=Path), help="LFDOF root.")
 @click.option("--pairs", nargs=2, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="BLUR_DIR SHARP_DIR: any folders of pairs matched by file name.")
+@click.option("--holdout", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file listing photo file names (one per line) that training must not read: the sources of "
+                   "frozen evaluation sets, e.g. benchmarks/*/sources.txt (repeatable).")
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Validation pairs: a folder with blur/ and sharp/ (e.g. made by `nrkdeblur render`).")
 @click.option("--steps", type=click.IntRange(1), default=100_000, show_default=True, help="Total optimiser steps (sets the schedule).")
@@ -199,6 +202,12 @@ class Reporter:
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate (paper: 1e-4).")
 @click.option("--fft-weight", type=float, default=0.1, show_default=True, help="beta: weight of the FFT-L1 term (eq. 13).")
 @click.option("--reblur-weight", type=float, default=0.1, show_default=True, help="alpha: weight of the reblurring term (eq. 14).")
+@click.option("--radius-weight", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Weight of the defocus-map term: mean absolute error (px) of the map against the true blur.")
+@click.option("--soft-source", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of synthetic samples whose sharp target has a naturally soft background.")
+@click.option("--radius-power", type=click.FloatRange(0.1), default=1.7, show_default=True,
+              help="Renderer: the per-sample blur radius is drawn as u**P of the largest; lower = strong blur more often.")
 @click.option("--log-mse/--mse", "log_mse", default=False, show_default=True,
               help="Squared errors as minus each image's PSNR (ours) instead of plain MSE (paper).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -206,11 +215,14 @@ class Reporter:
 @click.option("--ckpt-every", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True, help="Data-rendering worker processes.")
 @click.option("--stop-after", type=click.IntRange(1), help="Stop after this many steps in all (resume later).")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True),
+              help="Stop cleanly after this many minutes: validate, checkpoint and write the weights (resume later).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, init, photos, dpdd, lfdof, pairs, val_dir, steps,
-          batch_size, crop, lr, fft_weight, reblur_weight, log_mse, seed, val_every, ckpt_every, workers, stop_after, device, debug) -> None:
+def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, init, photos, holdout, dpdd, lfdof, pairs,
+          val_dir, steps, batch_size, crop, lr, fft_weight, reblur_weight, radius_weight, soft_source, radius_power,
+          log_mse, seed, val_every, ckpt_every, workers, stop_after, time_limit, device, debug) -> None:
     """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
 
     Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
@@ -229,48 +241,22 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, ini
     """
     from . import train as training
 
-    explicit = {k for k in ctx.params if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-    run_file = run_dir / "run.json"
-    args = {"preset": preset_name, "width": width, "atoms": atoms, "init": init and str(init), "photos": [str(p) for p in photos], "dpdd": dpdd and str(dpdd),
+    names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
+    explicit = {names.get(k, k) for k in ctx.params if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    args = {"preset": preset_name, "width": width, "atoms": atoms, "init": init and str(init),
+            "photos": [str(p) for p in photos], "holdout": [str(p) for p in holdout], "dpdd": dpdd and str(dpdd),
             "lfdof": lfdof and str(lfdof), "pairs": pairs and [str(p) for p in pairs], "val": val_dir and str(val_dir),
             "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
-            "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse,
+            "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse, "radius_weight": radius_weight,
+            "soft_source": soft_source, "radius_power": radius_power,
             "val_every": val_every, "ckpt_every": ckpt_every}
-    names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
-    saved = None
-    if run_file.exists():  # resume: saved settings win; explicit flags must agree, except --steps
-        try:
-            saved = json.loads(run_file.read_text())
-        except (OSError, ValueError) as e:
-            fail(f"{run_file}: cannot read the run's settings ({e})")
-        for k in explicit - {"steps"}:  # flags not in run.json (--workers, --device ...) are free
-            key = names.get(k, k)
-            if key in saved and saved[key] != args[key]:
-                fail(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
-        args = {**saved, "steps": steps if "steps" in explicit else saved["steps"]}
-    rescheduled = saved is not None and args["steps"] != saved["steps"]
     try:
-        config = preset(args["preset"])
-        config = dataclasses.replace(config, width=args["width"] or config.width,
-                                     num_atoms=args["atoms"] or config.num_atoms)
-        settings = training.TrainSettings(
-            steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
-            alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1),  # .get: run.json files from before these
-            log_mse=args.get("log_mse", False),
-            val_every=args["val_every"], ckpt_every=args["ckpt_every"], workers=workers)
+        dev = training.init_distributed(resolve_device(device))
+        config, settings, args, message = training.plan_run(run_dir, args, explicit, workers)
+        if message and training.is_rank0():
+            console.print(message, highlight=False)
         train_data = training.open_train_data(args, settings)
         val_data = training.open_val_data(args["val"]) if args["val"] else None
-        dev = training.init_distributed(resolve_device(device))
-        if rescheduled:
-            done = training.checkpoint_step(run_dir)
-            training.refuse_past_end(done, settings.steps, run_dir)
-            before = dataclasses.replace(settings, steps=saved["steps"])
-            if training.is_rank0():
-                console.print(f"{run_file}: steps {before.steps} -> {settings.steps}; learning rate at step {done}: "
-                              f"{before.lr_at(done):.3g} -> {settings.lr_at(done):.3g}", highlight=False)
-        if training.is_rank0() and (rescheduled or saved is None):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(run_file, lambda f: f.write(json.dumps(args, indent=1).encode()))
     except (ValueError, OSError, ImageError) as e:
         if debug:
             raise
@@ -289,7 +275,7 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, ini
 
         try:
             result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step,
-                                    init=args.get("init"))
+                                    init=args.get("init"), time_limit=time_limit and time_limit * 60)
         except (ValueError, OSError, ImageError, WeightsError) as e:
             if debug:
                 raise
@@ -310,56 +296,101 @@ def resolve_device(name: str):
 # --- eval --------------------------------------------------------------------------
 
 @main.command(name="eval")
-@click.argument("blur_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("sharp_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--pred", "pred_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Score existing predictions (matched by name) instead of running a method.")
+              help="Score existing predictions (matched by name) instead of running a method (one set only).")
 @click.option("--method", type=click.Choice(["nrknet", "unsharp", "richardson-lucy", "identity"]), default="nrknet",
               show_default=True, help="What restores the blurry images (classical ones need scikit-image).")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights for nrknet (default: the shipped ones).")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="For nrknet: how much of the network's change to keep (as for deblurring).")
 @click.option("--linear", is_flag=True, help=LINEAR_HELP + " Applies to every --method (not to --pred).")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as CSV.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as JSON.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA if available, else CPU), cpu, cuda, mps.")
+@click.option("--per-image/--summary-only", default=True, show_default=True, help="Print each image's scores too.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as CSV.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def evaluate_command(blur_dir, sharp_dir, pred_dir, method, weights, linear, device, csv_path, json_path,
+def evaluate_command(folders, pred_dir, method, weights, strength, linear, device, per_image, csv_path, json_path,
                      debug) -> None:
-    """Measure PSNR and SSIM against sharp references, per image and on average.
+    """Measure PSNR and SSIM against sharp references, and the defocus map against the true blur.
 
+    FOLDERS are evaluation sets, each a folder with blur/ and sharp/ (and radius/, the true
+    blur radius maps written by `nrkdeblur render`), or one BLUR_DIR SHARP_DIR pair.
     Pairs are matched by file name (stem). Scores are on 8-bit RGB, data range 255, no
     border crop; SSIM is scikit-image's structural_similarity (7x7 window, channel_axis).
-    The table shows the input's scores beside the output's.
+    Per set: mean PSNR and SSIM of input and output, the worst image's PSNR gain, and,
+    with nrknet on a set that has radius/, the defocus map's Spearman rank correlation
+    with the true radius and its mean absolute error in pixels (means over the images).
 
     \b
     Examples:
-      nrkdeblur eval benchmarks/kodak24-defocus/blur benchmarks/kodak24-defocus/sharp
+      nrkdeblur eval benchmarks/kodak24-defocus benchmarks/out-of-recipe benchmarks/natural-dof
       nrkdeblur eval pairs/blur pairs/sharp --method richardson-lucy --csv rl.csv
       nrkdeblur eval blur/ sharp/ --pred my_outputs/ --json scores.json
       nrkdeblur eval pixel4/blur pixel4/sharp --linear    pairs stored without a tone curve
     """
-    from .data import match_pairs
-    from .evaluate import evaluate, mean_row, to_uint8
-    from .imageio import read_photo
+    from .evaluate import evaluate, mean_row, summarize
 
     if linear and pred_dir is not None:
         fail("--linear tells a method how to read the inputs; --pred scores finished outputs")
-
+    sets = eval_sets(folders)
+    if pred_dir is not None and len(sets) > 1:
+        fail("--pred scores one set at a time")
     try:
-        load = lambda p: to_uint8(read_photo(p).pixels)  # noqa: E731
-        pairs = [(b.relative_to(blur_dir).with_suffix("").as_posix(), load(b), load(s))
-                 for b, s in match_pairs(blur_dir, sharp_dir)]
-        restore = make_restorer(method, pred_dir, weights, device, linear)
-        rows = evaluate(pairs, restore)
-        title = f"predictions in {pred_dir}" if pred_dir is not None else method + (" --linear" if linear else "")
-        write_table(rows + [mean_row(rows)], title, csv_path, json_path)
+        restore = make_restorer(method, pred_dir, weights, device, linear, strength)
+        records, summaries = [], []
+        for name, pairs in sets:
+            rows = evaluate(pairs, restore)
+            summaries.append(summarize(name, rows))
+            rows.append(mean_row(rows))
+            records.extend({**r._asdict(), "set": name} for r in rows)
+            if per_image:
+                write_rows(rows, f"{name}: {describe_method(method, pred_dir, linear, strength)}")
+        write_summaries(summaries, describe_method(method, pred_dir, linear, strength))
+        write_records(records, csv_path, json_path)
     except (ImageError, WeightsError, ValueError, OSError) as e:
         if debug:
             raise
         fail(str(e))
 
 
-def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, device: str, linear: bool = False):
-    """A function (name, blurry uint8) -> restored uint8 for the eval command."""
+def describe_method(method: str, pred_dir: Path | None, linear: bool, strength: float) -> str:
+    if pred_dir is not None:
+        return f"predictions in {pred_dir}"
+    return method + (" --linear" if linear else "") + (f" --strength {strength:g}" if strength != 1 else "")
+
+
+def eval_sets(folders: tuple[Path, ...]) -> list[tuple[str, list]]:
+    """(set name, [(name, blurry, sharp, true radius or None)]) for each evaluation set."""
+    from .data import match_pairs, read_radius_map
+    from .evaluate import to_uint8
+    from .imageio import read_photo
+
+    if all((f / "blur").is_dir() and (f / "sharp").is_dir() for f in folders):
+        layout = [(f.name, f / "blur", f / "sharp", f / "radius") for f in folders]
+    elif len(folders) == 2:
+        layout = [(folders[0].name, folders[0], folders[1], None)]
+    else:
+        raise click.UsageError("give evaluation sets (folders with blur/ and sharp/) or one BLUR_DIR SHARP_DIR pair")
+    sets = []
+    try:
+        for name, blur_dir, sharp_dir, radius_dir in layout:
+            load = lambda p: to_uint8(read_photo(p).pixels)  # noqa: E731
+            pairs = []
+            for b, s in match_pairs(blur_dir, sharp_dir):
+                key = b.relative_to(blur_dir).with_suffix("").as_posix()
+                truth = radius_dir / f"{key}.tiff" if radius_dir is not None else None
+                radius = read_radius_map(truth) if truth is not None and truth.is_file() else None
+                pairs.append((key, load(b), load(s), radius))
+            sets.append((name, pairs))
+    except (ImageError, ValueError, OSError) as e:
+        fail(str(e))
+    return sets
+
+
+def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, device: str, linear: bool = False,
+                  strength: float = 1.0):
+    """A function (name, blurry uint8) -> (restored uint8, defocus map or None) for the eval command."""
     from .evaluate import to_uint8
     from .imageio import read_photo
 
@@ -369,19 +400,19 @@ def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, devi
         def from_folder(name, blurry):
             if name not in preds:
                 raise ValueError(f"{pred_dir}: no prediction named {name}.*")
-            return to_uint8(read_photo(preds[name]).pixels)
+            return to_uint8(read_photo(preds[name]).pixels), None
 
         return from_folder
     if method == "identity":
-        return lambda name, blurry: blurry
+        return lambda name, blurry: (blurry, None)
     if method in ("unsharp", "richardson-lucy"):
         from . import baselines
         from .srgb import linear_to_srgb, srgb_to_linear
 
         fn = baselines.unsharp if method == "unsharp" else baselines.richardson_lucy
         if linear:
-            return lambda name, blurry: to_uint8(srgb_to_linear(fn(linear_to_srgb(blurry.astype(np.float32) / 255))))
-        return lambda name, blurry: to_uint8(fn(blurry.astype(np.float32) / 255))
+            return lambda name, blurry: (to_uint8(srgb_to_linear(fn(linear_to_srgb(blurry.astype(np.float32) / 255)))), None)
+        return lambda name, blurry: (to_uint8(fn(blurry.astype(np.float32) / 255)), None)
     from .inference import choose_tile, deblur
     from .pipeline import open_default_weights
 
@@ -390,32 +421,66 @@ def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, devi
 
     def run_model(name, blurry):
         x = blurry.astype(np.float32) / 255
-        return to_uint8(deblur(model, x, tile=choose_tile(model, *x.shape[:2], dev), linear=linear).image)
+        out = deblur(model, x, tile=choose_tile(model, *x.shape[:2], dev), linear=linear, strength=strength,
+                     defocus=True)
+        return to_uint8(out.image), out.defocus
 
     return run_model
 
 
-def write_table(rows, title: str, csv_path: Path | None, json_path: Path | None) -> None:
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def write_rows(rows, title: str) -> None:
     from rich.table import Table
 
+    maps = any(r.map_spearman is not None or r.map_mae is not None for r in rows)
     table = Table(title=f"PSNR (dB) / SSIM: {title}")
-    for col in ("image", "PSNR in", "PSNR out", "gain", "SSIM in", "SSIM out", "gain"):
+    columns = ["image", "PSNR in", "PSNR out", "gain", "SSIM in", "SSIM out", "gain"] + (["map rho", "map MAE px"] if maps else [])
+    for col in columns:
         table.add_column(col, justify="left" if col == "image" else "right")
     for r in rows:
-        table.add_row(r.name, f"{r.psnr_in:.2f}", f"{r.psnr_out:.2f}", f"{r.psnr_out - r.psnr_in:+.2f}",
-                      f"{r.ssim_in:.4f}", f"{r.ssim_out:.4f}", f"{r.ssim_out - r.ssim_in:+.4f}",
-                      style="bold" if r.name == "mean" else None)
-    Console().print(table)
-    records = [r._asdict() for r in rows]
+        cells = [r.name, f"{r.psnr_in:.2f}", f"{r.psnr_out:.2f}", f"{r.psnr_out - r.psnr_in:+.2f}",
+                 f"{r.ssim_in:.4f}", f"{r.ssim_out:.4f}", f"{r.ssim_out - r.ssim_in:+.4f}"]
+        if maps:
+            cells += [_fmt(r.map_spearman, ".3f"), _fmt(r.map_mae, ".2f")]
+        table.add_row(*cells, style="bold" if r.name == "mean" else None)
+    table_console().print(table)
+
+
+def table_console() -> Console:
+    """stdout, as wide as a terminal, or wide enough for the tables when piped to a file."""
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
+
+
+def write_summaries(summaries, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Per set: {title}")
+    for col in ("set", "images", "PSNR in", "PSNR out", "gain", "worst gain", "worst image", "SSIM gain",
+                "map rho", "map MAE px"):
+        table.add_column(col, justify="left" if col in ("set", "worst image") else "right")
+    for m in summaries:
+        table.add_row(m.name, str(m.images), f"{m.psnr_in:.2f}", f"{m.psnr_out:.2f}", f"{m.psnr_out - m.psnr_in:+.2f}",
+                      f"{m.worst_gain:+.2f}", m.worst_image, f"{m.ssim_out - m.ssim_in:+.4f}",
+                      _fmt(m.map_spearman, ".3f"), _fmt(m.map_mae, ".2f"))
+    table_console().print(table)
+
+
+def write_records(records: list[dict], csv_path: Path | None, json_path: Path | None) -> None:
     if csv_path is not None:
         import csv
+        import io
 
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+        atomic_write(csv_path, lambda f: f.write(buffer.getvalue().encode()))
     if json_path is not None:
-        json_path.write_text(json.dumps(records, indent=1))
+        atomic_write(json_path, lambda f: f.write(json.dumps(records, indent=1).encode()))
 
 
 # --- render ------------------------------------------------------------------------
@@ -423,26 +488,34 @@ def write_table(rows, title: str, csv_path: Path | None, json_path: Path | None)
 @main.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write blur/ and sharp/ into.")
+              help="Folder to write blur/, sharp/ and radius/ into.")
 @click.option("--seed", type=int, default=2026, show_default=True)
-def render(photos, output: Path, seed: int) -> None:
-    """Render synthetic defocus once from sharp photos: a frozen validation set.
+@click.option("--recipe", type=click.Choice(["training", "out-of-recipe"]), default="training", show_default=True,
+              help="Renderer settings: the training recipe, or settings no training run uses.")
+@click.option("--scale", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Shrink each photo by this factor first (0.5: half size).")
+def render(photos, output: Path, seed: int, recipe: str, scale: float) -> None:
+    """Render synthetic defocus once from sharp photos: a frozen evaluation set.
 
-    Writes OUTPUT/blur/NAME.png and OUTPUT/sharp/NAME.png (8-bit). Photo i of the list (the
-    folders' photos sorted, then the files given, sorted) is rendered with seed (SEED, i),
-    so the set is reproducible.
+    Writes OUTPUT/blur/NAME.png and OUTPUT/sharp/NAME.png (8-bit), OUTPUT/radius/NAME.tiff
+    (the RMS radius of the blur each pixel got, px, float32: the truth for the defocus map)
+    and OUTPUT/sources.txt (the photos used, so training can leave them out with
+    `nrkdeblur train --holdout`). Photo i of the list (the folders' photos sorted, then
+    the files given, sorted) is rendered with seed (SEED, i), so the set is reproducible.
 
     \b
     Example (the validation set of the shipped weights):
       nrkdeblur render ../shared/data/Kodak24 -o benchmarks/kodak24-defocus --seed 2026
     """
-    from .data import RenderSettings, sharp_photos, write_frozen_set
+    from .data import RECIPES, sharp_photos, write_frozen_set
 
     try:
         paths = sharp_photos([p for p in photos if p.is_dir()]) + sorted(p for p in photos if p.is_file())
         if not paths:
             fail("no photos found")
-        names = write_frozen_set(paths, output, seed, RenderSettings())
+        names = write_frozen_set(paths, output, seed, RECIPES[recipe], scale)
+        lines = [f"# nrkdeblur render --recipe {recipe} --scale {scale:g} --seed {seed}: the sources of this set"]
+        atomic_write(output / "sources.txt", lambda f: f.write("\n".join(lines + [p.name for p in paths]).encode() + b"\n"))
     except (ValueError, ImageError, OSError) as e:
         fail(str(e))
     console.print(f"wrote {len(names)} pairs to {output}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model import NRKNet
+from .model import NRKNet, upsample_to
 from .srgb import linear_to_srgb, srgb_to_linear
 from .tiling import run_tiled, tile_size
 
@@ -108,26 +108,18 @@ def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
     return min(grids)[1]
 
 
-def upsample_to(x: Tensor, size: tuple[int, int], f: int) -> Tensor:
-    """Nearest-upsample a coarse map by its factor f, cropped to `size`."""
-    x = x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
-    return x[..., : size[0], : size[1]]
-
-
 def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) -> Tensor:
     """[1, 3, h, w] -> [1, 3 (+1) (+S*J), h, w]: image, defocus scale, coefficients.
 
-    The defocus scale combines the per-scale RMS radii r_t (rkr.rms_radius), converted
-    to input pixels by the scale's factor f_t, as sqrt(mean_t (f_t r_t)^2).
+    The defocus scale (NRKNet.defocus_map) combines the per-scale RMS radii r_t of the
+    effective kernels (rkr.rms_radius), converted to input pixels by the scale's factor f_t,
+    as sqrt(mean_t (f_t r_t)^2).
     """
     out = model(x, return_gamma=defocus or coefficients)
     parts = [out.image]
     size = x.shape[-2:]
     if defocus:
-        S = len(out.gammas)
-        radii = model.defocus_radius(out.gammas)
-        scaled = [upsample_to(r, size, 2 ** (S - 1 - t)) * 2 ** (S - 1 - t) for t, r in enumerate(radii)]
-        parts.append(torch.stack(scaled).pow(2).mean(0).sqrt())
+        parts.append(model.defocus_map(out.gammas, size))
     if coefficients:
         S = len(out.gammas)
         parts.extend(upsample_to(g, size, 2 ** (S - 1 - t)) for t, g in enumerate(out.gammas))

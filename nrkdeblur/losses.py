@@ -10,6 +10,11 @@ spectrum's by Hermitian symmetry); the reblurring term compares the learned oper
 applied to the sharp pyramid with the blurry pyramid, weighted like its scale's Neumann sum.
 alpha = beta = 0.1. Norms are means over pixels (as torch's MSELoss/L1Loss).
 
+The radius term (ours, weight `radius_weight`) ties the coefficients to the true blur: the
+mean absolute difference, in pixels, between the network's defocus map (the RMS radius of
+its effective kernels, NRKNet.defocus_map) and the RMS radius of the PSF each pixel was
+rendered with, so that the map users look at measures the blur.
+
 `log_mse=True` (ours, for the CPU-trained weights) replaces every squared error by
 10 log10(MSE_i) averaged over the images i of the batch, i.e. minus their mean PSNR.
 Plain MSE lets heavily blurred images dominate: trained with it, the model lowered the
@@ -35,6 +40,7 @@ class LossTerms(NamedTuple):
     mse: Tensor  # weighted multi-scale MSE (eq. 12)
     fdr: Tensor  # weighted FFT-L1, frequency domain reconstruction (eq. 13)
     reblur: Tensor  # weighted reblurring MSE (eq. 14)
+    radius: Tensor  # mean absolute error of the defocus map, px (ours; 0 when not asked)
 
 
 def fft_l1(a: Tensor, b: Tensor) -> Tensor:
@@ -49,8 +55,12 @@ def log_mse_loss(a: Tensor, b: Tensor) -> Tensor:
 
 
 def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.1,
-             weights: tuple[float, ...] = SCALE_WEIGHTS, log_mse: bool = False) -> LossTerms:
-    """Eq. 12-14 for a model output computed with the sharp target (training mode)."""
+             weights: tuple[float, ...] = SCALE_WEIGHTS, log_mse: bool = False,
+             radius: tuple[Tensor, Tensor] | None = None, radius_weight: float = 0.0) -> LossTerms:
+    """Eq. 12-14 for a model output computed with the sharp target (training mode).
+
+    radius: (predicted defocus map, true PSF RMS radius), both [B, 1, H, W] in pixels,
+    for the radius term with weight radius_weight."""
     if out.scale_outputs is None:
         raise ValueError("the model must be called with the sharp target to compute the loss")
     sq = log_mse_loss if log_mse else F.mse_loss
@@ -59,7 +69,8 @@ def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.
     mse = sum(w * sq(z, x) for w, z, x in zip(weights, preds, targets))
     fdr = sum(w * fft_l1(z, x) for w, z, x in zip(weights, preds, targets)) if beta else torch.zeros(())
     reblur = sum(w * sq(d, y) for w, d, y in zip(weights[1:], out.reblurred[::-1], out.blurry[::-1]))
-    return LossTerms(mse + beta * fdr + alpha * reblur, mse, fdr, reblur)
+    rad = (radius[0] - radius[1]).abs().mean() if radius is not None else torch.zeros((), device=sharp.device)
+    return LossTerms(mse + beta * fdr + alpha * reblur + radius_weight * rad, mse, fdr, reblur, rad)
 
 
 def psnr(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:

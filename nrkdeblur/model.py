@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import NRKConfig
-from .rkr import RecursiveKernels, reflect_pad1, rms_radius
+from .rkr import RecursiveKernels, mean_square_radius, reflect_pad1, rms_radius
 
 
 class ReflectConv3x3(nn.Conv2d):
@@ -233,6 +233,23 @@ class NRKNet(nn.Module):
         channels, so this radius describes the atoms' weighting, not D exactly."""
         m2 = self.rkr.second_moments()
         return [rms_radius(g, m2) for g in gammas]
+
+    def defocus_map(self, gammas: list[Tensor], size: tuple[int, int], eps: float = 0.0) -> Tensor:
+        """The defocus scale [B, 1, H, W] in input pixels: the per-scale mean squared radii
+        r_t^2 of the effective kernels, each nearest-upsampled and converted to input pixels
+        by its factor f_t, combined as sqrt(mean_t (f_t r_t)^2 + eps). Training uses eps > 0
+        to keep the square root's gradient finite where the kernel is a Dirac."""
+        m2 = self.rkr.second_moments()
+        S = len(gammas)
+        squares = [upsample_to(mean_square_radius(g, m2), size, 2 ** (S - 1 - t)) * 4 ** (S - 1 - t)
+                   for t, g in enumerate(gammas)]
+        return (torch.stack(squares).mean(0) + eps).sqrt()
+
+
+def upsample_to(x: Tensor, size: tuple[int, int], f: int) -> Tensor:
+    """Nearest-upsample a coarse map by its factor f, cropped to `size`."""
+    x = x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+    return x[..., : size[0], : size[1]]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -155,18 +155,23 @@ class RecursiveKernels(nn.Module):
         return (A * d2).sum(dim=(-1, -2))
 
 
-def rms_radius(gamma: Tensor, m2: Tensor, eps: float = 1e-6) -> Tensor:
-    """Per-pixel RMS radius of the effective kernel K = sum_j gamma_j A_j, in pixels.
+def mean_square_radius(gamma: Tensor, m2: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per-pixel mean squared radius of the effective kernel K = sum_j gamma_j A_j, px^2.
 
-    sqrt(sum_j gamma_j m2_j / sum_j gamma_j); 0 where the kernel's mass or second moment
-    is not positive, and at most the largest atom's radius (the bound for a non-negative
-    mixture; coefficients of mixed sign can otherwise divide by a tiny mass).
+    sum_j gamma_j m2_j / sum_j gamma_j; 0 where the kernel's mass or second moment is not
+    positive, and at most the largest atom's (the bound for a non-negative mixture;
+    coefficients of mixed sign can otherwise divide by a tiny mass).
     gamma: [B, J, H, W], m2: [J] -> [B, 1, H, W].
     """
     mass = gamma.sum(dim=1, keepdim=True)
     moment = (gamma * m2.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
     ratio = torch.where(mass > eps, moment / mass.clamp_min(eps), torch.zeros_like(mass))
-    return ratio.clamp(0, m2.max()).sqrt()
+    return ratio.clamp_min(0).minimum(m2.max())
+
+
+def rms_radius(gamma: Tensor, m2: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per-pixel RMS radius of the effective kernel, in pixels: sqrt(mean_square_radius)."""
+    return mean_square_radius(gamma, m2, eps).sqrt()
 
 
 def explicit_blur(x: Tensor, gamma: Tensor, atoms: Tensor, rows: int = 16) -> Tensor:

@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import NRKConfig
 from .imageio import atomic_write
-from .data import PairFolder, SyntheticDefocus, dpdd, lfdof, sharp_photos
+from .config import preset
+from .data import PairFolder, RenderSettings, SyntheticDefocus, dpdd, lfdof, sharp_photos
 from .losses import nrk_loss, psnr
 from .model import NRKNet
 from .weights import load_model, save_weights
@@ -66,6 +67,12 @@ class TrainSettings:
         ema: decay of the exponential moving average of the weights that is validated
             and exported (0: none). Small CPU batches make single weights noisy: the
             validation PSNR of raw weights jumped by +-0.3 dB between checkpoints.
+        radius_weight: weight of the defocus-map term (losses.py, px of mean absolute
+            error), which ties the coefficients to the true blur. Synthetic data only.
+        soft_source: share of synthetic samples whose sharp target has a softened
+            background, as photos with a natural shallow depth of field have
+            (data/defocus.py, RenderSettings.p_soft_source).
+        radius_power: the renderer's radius_power; lower draws strong blur more often.
     """
 
     steps: int = 100_000
@@ -82,6 +89,12 @@ class TrainSettings:
     grad_clip: float | None = 1.0
     ema: float = 0.999
     log_mse: bool = False
+    radius_weight: float = 0.0
+    soft_source: float = 0.0
+    radius_power: float = RenderSettings.radius_power
+
+    def render_settings(self) -> RenderSettings:
+        return RenderSettings(p_soft_source=self.soft_source, radius_power=self.radius_power)
 
     def lr_at(self, step: int) -> float:
         frac = step / self.steps
@@ -122,17 +135,31 @@ def is_rank0() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def held_out(lists: list[str]) -> set[str]:
+    """File names (no folders) listed in the given hold-out files, one per line, # comments:
+    the sources of the frozen evaluation sets, which training never reads."""
+    names = set()
+    for path in lists:
+        for line in Path(path).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.add(Path(line).name)
+    return names
+
+
 def open_train_data(args: dict, settings: TrainSettings) -> Dataset:
-    """The training stream named by a run's data arguments (photos | dpdd | lfdof | pairs)."""
+    """The training stream named by a run's data arguments (photos | dpdd | lfdof | pairs);
+    photos named in args["holdout"] files are left out."""
     chosen = [k for k in ("photos", "dpdd", "lfdof", "pairs") if args.get(k)]
     if len(chosen) != 1:
         raise ValueError("give exactly one training source: --photos (repeatable), --dpdd, --lfdof or --pairs")
     seed, crop = settings.seed, settings.crop
     if args.get("photos"):
-        paths = sharp_photos([Path(p) for p in args["photos"]])
+        skip = held_out(args.get("holdout") or [])
+        paths = [p for p in sharp_photos([Path(p) for p in args["photos"]]) if p.name not in skip]
         if not paths:
             raise ValueError(f"no photos found in {', '.join(args['photos'])}")
-        return SyntheticDefocus(paths, crop=crop, seed=seed)
+        return SyntheticDefocus(paths, crop=crop, seed=seed, settings=settings.render_settings())
     if args.get("dpdd"):
         return dpdd(Path(args["dpdd"]), "train", crop=crop, seed=seed, augment=True)
     if args.get("lfdof"):
@@ -145,6 +172,58 @@ def open_val_data(folder: str | os.PathLike) -> Dataset:
     """Whole-image validation pairs from FOLDER/blur and FOLDER/sharp."""
     folder = Path(folder)
     return PairFolder(folder / "blur", folder / "sharp", crop=None, seed=0, augment=False)
+
+
+class RunPlan(NamedTuple):
+    config: NRKConfig
+    settings: TrainSettings
+    args: dict  # the run's data and settings arguments, as stored in run.json
+    message: str | None  # what a changed --steps does to the learning rate, to tell the user
+
+
+def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> RunPlan:
+    """The run to do in run_dir, from the command's arguments, and write its run.json.
+
+    args: every setting by run.json key (preset, width, atoms, init, photos, holdout,
+    dpdd, lfdof, pairs, val, steps, batch_size, crop, lr, seed, alpha, beta, log_mse,
+    radius_weight, soft_source, radius_power, val_every, ckpt_every); explicit: the
+    keys the user gave. A new run stores args in RUN_DIR/run.json. A run that has one
+    resumes with the saved settings; an explicit setting that disagrees with them is a
+    ValueError, except `steps`, which reschedules the run (the message says how).
+    """
+    run_file = run_dir / "run.json"
+    saved = None
+    if run_file.exists():
+        try:
+            saved = json.loads(run_file.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{run_file}: cannot read the run's settings ({e})") from None
+        for key in explicit - {"steps"}:
+            if key in saved and saved[key] != args[key]:
+                raise ValueError(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
+        args = {**args, **saved, "steps": args["steps"] if "steps" in explicit else saved["steps"]}
+    config = preset(args["preset"])
+    config = dataclasses.replace(config, width=args["width"] or config.width, num_atoms=args["atoms"] or config.num_atoms)
+    defaults = TrainSettings()
+    settings = TrainSettings(
+        steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
+        alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1),  # .get: run.json files from before these
+        log_mse=args.get("log_mse", False), val_every=args["val_every"], ckpt_every=args["ckpt_every"],
+        workers=workers, radius_weight=args.get("radius_weight", defaults.radius_weight),
+        soft_source=args.get("soft_source", defaults.soft_source),
+        radius_power=args.get("radius_power", defaults.radius_power))
+    message = None
+    rescheduled = saved is not None and args["steps"] != saved["steps"]
+    if rescheduled:
+        done = checkpoint_step(run_dir)
+        refuse_past_end(done, settings.steps, run_dir)
+        before = dataclasses.replace(settings, steps=saved["steps"])
+        message = (f"{run_file}: steps {before.steps} -> {settings.steps}; learning rate at step {done}: "
+                   f"{before.lr_at(done):.3g} -> {settings.lr_at(done):.3g}")
+    if is_rank0() and (rescheduled or saved is None):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_file, lambda f: f.write(json.dumps(args, indent=1).encode()))
+    return RunPlan(config, settings, args, message)
 
 
 def seed_everything(seed: int) -> None:
@@ -256,11 +335,14 @@ def refuse_past_end(done: int, steps: int, where: Path) -> None:
 
 def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_data: Dataset | None,
           run_dir: str | os.PathLike, device: str | torch.device = "cpu", stop_after: int | None = None,
-          on_step: Callable[[StepInfo], None] | None = None, init: str | os.PathLike | None = None) -> Checkpoint:
+          on_step: Callable[[StepInfo], None] | None = None, init: str | os.PathLike | None = None,
+          time_limit: float | None = None) -> Checkpoint:
     """Train (or resume, if run_dir holds a checkpoint) up to `settings.steps`.
 
     stop_after: stop once this many steps are done (the schedule still assumes
-    settings.steps), leaving a checkpoint to resume from. init: a weights file to start
+    settings.steps), leaving a checkpoint to resume from. time_limit: seconds from now
+    after which the run stops at the end of a step, validates, and writes its checkpoint
+    and weights as at any stop. init: a weights file to start
     from instead of a fresh model; it may be narrower than `config` (widen.py). A run
     that has a checkpoint resumes from it and ignores init. Writes to run_dir:
     checkpoint.pt (resume state), last.safetensors and best.safetensors (the averaged
@@ -283,7 +365,8 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         state = load_checkpoint(ckpt_path)
         saved_config, saved_settings = NRKConfig.from_json(state["config"]), json.loads(state["settings"])
         mine = json.loads(json.dumps(dataclasses.asdict(settings)))  # tuples as lists, like the saved ones
-        changed = [k for k in mine if k not in RESUMABLE and saved_settings.get(k) != mine[k]]
+        defaults = json.loads(json.dumps(dataclasses.asdict(TrainSettings())))  # fields newer than the run
+        changed = [k for k in mine if k not in RESUMABLE and saved_settings.get(k, defaults[k]) != mine[k]]
         if saved_config != config or changed:
             what = ", ".join(changed) if changed else "the model config"
             raise ValueError(f"{ckpt_path} was made with other settings ({what}); use another run folder")
@@ -309,12 +392,17 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
     best = max((h["val_psnr"] for h in history), default=-math.inf)
     last_val = (history[-1]["val_psnr"], history[-1]["val_input_psnr"]) if history else (None, None)
     model.train()
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     tick = time.perf_counter()
     for batch in loader:
         for g in opt.param_groups:
             g["lr"] = settings.lr_at(step)
         blur, sharp = batch["blur"].to(device), batch["sharp"].to(device)
-        terms = nrk_loss(net(blur, sharp), sharp, settings.alpha, settings.beta, log_mse=settings.log_mse)
+        with_radius = settings.radius_weight > 0 and "radius" in batch
+        out = net(blur, sharp, return_gamma=with_radius)
+        radius = (model.defocus_map(out.gammas, blur.shape[-2:], eps=1e-4), batch["radius"].to(device)) if with_radius else None
+        terms = nrk_loss(out, sharp, settings.alpha, settings.beta, log_mse=settings.log_mse, radius=radius,
+                         radius_weight=settings.radius_weight)
         opt.zero_grad(set_to_none=True)
         terms.total.backward()
         if settings.grad_clip is not None:
@@ -326,10 +414,16 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
             ema.load_state_dict(model.state_dict())
         step += 1
         seconds = time.perf_counter() - tick
+        if deadline is not None:  # every process stops at the same step
+            late = torch.tensor([float(time.monotonic() >= deadline)], device=device)
+            if distributed:
+                dist.all_reduce(late, op=dist.ReduceOp.MAX)
+            if late.item():
+                end = step  # stop here, as at the end of the run: validate, checkpoint, export
 
         if rank == 0 and val_data is not None and (step % settings.val_every == 0 or step == end):
             val_psnr, val_in = validate(ema, val_data, device)
-            history.append({"step": step, "loss": terms.total.item(), "val_psnr": val_psnr,
+            history.append({"step": step, "loss": terms.total.item(), "radius_mae": terms.radius.item(), "val_psnr": val_psnr,
                             "val_input_psnr": val_in, "lr": settings.lr_at(step - 1), "time": time.time()})
             last_val = (val_psnr, val_in)
             if val_psnr > best:
@@ -342,6 +436,8 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         if on_step is not None and rank == 0:
             on_step(StepInfo(step, settings.steps, terms.total.item(), seconds, *last_val))
         tick = time.perf_counter()  # validation and checkpoints do not count as step time
+        if step == end:
+            break
     if distributed:
         dist.barrier()
     return Checkpoint(step, history)

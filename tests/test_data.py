@@ -189,13 +189,44 @@ def test_sharp_foreground_keeps_hard_edge() -> None:
     square = np.zeros((80, 80), dtype=bool)
     square[30:50, 30:50] = True
     coc = np.where(square, 0.0, 8.0).astype(np.float32)  # background behind the focal plane
-    out, radius = render_layers(srgb_to_linear(image), coc, Aperture(), CLEAN)
+    out, radius, rms = render_layers(srgb_to_linear(image), coc, Aperture(), CLEAN)
     inside = srgb_to_linear(image)[square]
     np.testing.assert_allclose(out[square], inside, rtol=1e-4)  # background does not bleed in
     ring = ndimage.binary_dilation(square, iterations=3) & ~square
     background = srgb_to_linear(np.float32(0.05))
     np.testing.assert_allclose(out[ring], background, rtol=1e-3)  # nor the square out, nor a dark halo
     assert radius[square].max() == 0 and radius[~square].min() == pytest.approx(8.0, abs=0.01)
+    # the PSF's own RMS radius: a uniform disk of radius R has R / sqrt(2)
+    assert rms[square].max() == 0 and rms[~square].min() == pytest.approx(8.0 / np.sqrt(2), rel=0.03)
+
+
+def test_psf_rms_radius_is_the_second_moment() -> None:
+    from nrkdeblur.data.defocus import psf_rms_radius
+
+    for r in (5.0, 12.0):  # pixels add their own width (1/12 px^2 per axis): small disks come out wider
+        assert psf_rms_radius(aperture_psf(r, Aperture())) == pytest.approx(r / np.sqrt(2), rel=0.03)
+    assert psf_rms_radius(aperture_psf(2.0, Aperture())) == pytest.approx(np.sqrt(2.0 + 1 / 6), rel=0.04)
+    assert psf_rms_radius(aperture_psf(0.3, Aperture())) == 0.0
+    # a bright rim puts more light far from the centre than a plain disk
+    assert psf_rms_radius(aperture_psf(6.0, Aperture("rim", strength=2.0))) > psf_rms_radius(aperture_psf(6.0, Aperture()))
+
+
+def test_soft_source_softens_only_the_target_background() -> None:
+    from nrkdeblur.data.defocus import soften_background
+
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0.1, 0.9, (64, 64, 3)).astype(np.float32)
+    surface = np.zeros((64, 64), dtype=np.int32)
+    surface[16:48, 16:48] = 1  # an object in front of the background
+    soft = soften_background(image, surface, 3.0)
+    assert np.abs(soft[:6, :6] - image[:6, :6]).mean() > 0.1  # the background lost its texture
+    np.testing.assert_allclose(soft[28:36, 28:36], image[28:36, 28:36], atol=1e-3)  # the object kept it
+    # in render_pair the softened photo becomes the target; p = 0 keeps the old random stream
+    photo = rng.uniform(0.1, 0.9, (48, 48, 3)).astype(np.float32)
+    plain = render_pair(photo, np.random.default_rng(5), CLEAN)
+    softened = render_pair(photo, np.random.default_rng(5), replace(CLEAN, p_soft_source=1.0))
+    np.testing.assert_array_equal(plain.sharp, photo)
+    assert np.abs(softened.sharp - photo).mean() > 0.01
 
 
 def test_blurry_foreground_spills_over_background() -> None:
@@ -204,7 +235,7 @@ def test_blurry_foreground_spills_over_background() -> None:
     square = np.zeros((80, 80), dtype=bool)
     square[30:50, 30:50] = True
     coc = np.where(square, -8.0, 0.0).astype(np.float32)  # square in front of the focal plane
-    out, _ = render_layers(srgb_to_linear(image), coc, Aperture(), CLEAN)
+    out, _, _ = render_layers(srgb_to_linear(image), coc, Aperture(), CLEAN)
     background = srgb_to_linear(np.float32(0.05))
     assert out[28, 40, 0] > background + 0.05  # spill just outside the square
     step = abs(out[30, 40, 0] - out[29, 40, 0])  # across the square's edge

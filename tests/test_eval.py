@@ -144,3 +144,72 @@ def test_bench_throughput_tiling_check_and_plot(tmp_path):
     bars = np.asarray(img)[:, 250:255]
     orange = np.all(bars == (230, 120, 40), axis=-1).any(axis=1)
     assert img.mode == "RGB" and orange.sum() > 3 * 10  # three memory bars drawn
+
+
+def test_map_scores_rank_correlation_and_error_in_pixels():
+    from nrkdeblur.evaluate import map_scores
+
+    true = np.repeat(np.arange(8, dtype=np.float32)[None], 5, axis=0)
+    assert map_scores(true, true) == (1.0, 0.0)
+    rho, mae = map_scores(0.5 * true**2, true)  # monotone: same ranks, wrong scale
+    assert rho == pytest.approx(1.0) and mae == pytest.approx(np.abs(0.5 * true**2 - true).mean())
+    rho, _ = map_scores(true[:, ::-1].copy(), true)
+    assert rho == pytest.approx(-1.0)
+    assert map_scores(true, np.zeros_like(true))[0] is None  # constant truth: no correlation
+
+
+def test_eval_scores_sets_worst_image_and_defocus_map(tmp_path):
+    """A set folder with radius/ gets the map scored; the summary names the worst image."""
+    from nrkdeblur.config import NRKConfig
+    from nrkdeblur.data import RenderSettings, write_frozen_set
+    from nrkdeblur.model import NRKNet
+    from nrkdeblur.weights import save_weights
+
+    rng = np.random.default_rng(2)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(src / f"s{i}.png")
+    write_frozen_set(sorted(src.glob("*.png")), tmp_path / "set", seed=3, settings=RenderSettings(max_coc_radius=4))
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(NRKNet(NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum")), weights)
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "set"), "--weights", str(weights), "--json",
+                                  str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert [row["set"] for row in rows] == ["set"] * 4 and rows[-1]["name"] == "mean"
+    assert all(row["map_mae"] is not None and row["map_mae"] >= 0 for row in rows)
+    worst = min(rows[:-1], key=lambda row: row["psnr_out"] - row["psnr_in"])
+    assert "worst" in r.stdout and worst["name"] in r.stdout
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "set"), str(tmp_path / "set"), str(tmp_path / "src")])
+    assert r.exit_code == 2 and "evaluation sets" in r.output  # neither sets nor one pair
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("name", ["kodak24-defocus", "out-of-recipe", "natural-dof"])
+def test_every_frozen_set_loads_with_its_true_radius_and_is_scored(tmp_path, name):
+    from nrkdeblur.cli import eval_sets
+
+    folder = BENCHMARKS / name
+    ((set_name, pairs),) = eval_sets((folder,))
+    assert set_name == name and len(pairs) >= 10
+    for key, blurry, sharp, radius in pairs:
+        assert blurry.shape == sharp.shape and radius is not None and radius.shape == blurry.shape[:2]
+        assert 0 <= radius.min() and radius.max() < 20
+    listed = [line for line in (folder / "sources.txt").read_text().splitlines() if not line.startswith("#")]
+    assert sorted(Path(line).stem for line in listed) == sorted(key for key, *_ in pairs)
+    r = CliRunner().invoke(main, ["eval", str(folder), "--method", "identity", "--summary-only"])
+    assert r.exit_code == 0, r.output
+    assert name in r.stdout and "+0.00" in r.stdout
+
+
+def test_no_frozen_set_shares_a_source_photo_with_another():
+    seen = {}
+    for listing in sorted(BENCHMARKS.glob("*/sources.txt")):
+        for line in listing.read_text().splitlines():
+            if line and not line.startswith("#"):
+                assert line not in seen, f"{line} is in {seen.get(line)} and {listing.parent.name}"
+                seen[line] = listing.parent.name
+    assert len(set(seen.values())) >= 3

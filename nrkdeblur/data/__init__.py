@@ -7,12 +7,14 @@ from .datasets import (
     lfdof,
     match_pairs,
     read_image,
+    read_radius_map,
     sharp_photos,
     write_frozen_set,
 )
-from .defocus import Aperture, RenderedPair, RenderSettings, aperture_psf, render_pair
+from .defocus import RECIPES, Aperture, RenderedPair, RenderSettings, aperture_psf, render_pair
 
 __all__ = [
+    "RECIPES",
     "Aperture",
     "PairFolder",
     "RenderSettings",
@@ -23,6 +25,7 @@ __all__ = [
     "lfdof",
     "match_pairs",
     "read_image",
+    "read_radius_map",
     "render_pair",
     "sharp_photos",
     "write_frozen_set",

@@ -107,7 +107,8 @@ class SyntheticDefocus(Dataset):
         window = scaled_window(photo, self.crop + 2 * margin, self.scale_range, rng)
         (window,) = _flip_rotate([window], rng)
         pair = render_pair(window, rng, self.settings, border=margin)
-        return {"blur": _to_tensor(pair.blurry), "sharp": _to_tensor(pair.sharp)}
+        return {"blur": _to_tensor(pair.blurry), "sharp": _to_tensor(pair.sharp),
+                "radius": torch.from_numpy(pair.kernel_rms[None])}  # (1, H, W) PSF RMS radius, px
 
     def _photo(self, k: int) -> np.ndarray:
         """Decoded photo k (uint8, cached)."""
@@ -141,25 +142,57 @@ def scaled_window(
 
 
 def write_frozen_set(
-    paths: Sequence[str | Path], out_dir: str | Path, seed: int, settings: RenderSettings = RenderSettings()
+    paths: Sequence[str | Path], out_dir: str | Path, seed: int, settings: RenderSettings = RenderSettings(),
+    scale: float = 1.0,
 ) -> list[str]:
-    """Render each photo once, whole, and write out_dir/blur/NAME.png and out_dir/sharp/NAME.png (8-bit).
+    """Render each photo once, whole, and write out_dir/blur/NAME.png, out_dir/sharp/NAME.png
+    (8-bit) and out_dir/radius/NAME.tiff, the RMS radius (px, float32) of the PSF each pixel
+    was rendered with: the truth for the defocus map (evaluate.map_scores).
 
     Photo i is rendered with `np.random.default_rng([seed, i])`, so the set
-    is reproducible. Returns the names written.
+    is reproducible. `scale` < 1 first shrinks each photo (Pillow's reduce for whole
+    factors, else Lanczos), which keeps big photos' sets small and their detail sharp.
+    Returns the names written.
     """
     out_dir = Path(out_dir)
     names = [Path(p).stem for p in paths]
     if len(set(names)) != len(names):
         raise ValueError("photos of a frozen set need distinct file names")
-    (out_dir / "blur").mkdir(parents=True, exist_ok=True)
-    (out_dir / "sharp").mkdir(parents=True, exist_ok=True)
+    for folder in ("blur", "sharp", "radius"):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
     for i, (path, name) in enumerate(zip(paths, names)):
-        pair = render_pair(read_image(path), np.random.default_rng([seed, i]), settings)
+        pair = render_pair(shrink(read_image(path), scale), np.random.default_rng([seed, i]), settings)
         for folder, image in (("blur", pair.blurry), ("sharp", pair.sharp)):
             pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
             Image.fromarray(pixels).save(out_dir / folder / f"{name}.png")
+        write_radius_map(out_dir / "radius" / f"{name}.tiff", pair.kernel_rms)
     return names
+
+
+def shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    """An HxWx3 float image resized by `scale` <= 1 (box filter for 1/n, else Lanczos)."""
+    if scale >= 1.0:
+        return image
+    pil = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+    factor = 1.0 / scale
+    if abs(factor - round(factor)) < 1e-6:
+        pil = pil.reduce(int(round(factor)))
+    else:
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.LANCZOS)
+    return np.asarray(pil, dtype=np.float32) / 255.0
+
+
+def write_radius_map(path: str | Path, radius: np.ndarray) -> None:
+    """A float32 HxW map as a deflate-compressed one-channel TIFF."""
+    Image.fromarray(np.ascontiguousarray(radius, dtype=np.float32), mode="F").save(path, compression="tiff_adobe_deflate")
+
+
+def read_radius_map(path: str | Path) -> np.ndarray:
+    """The float32 HxW map written by write_radius_map (or nrkdeblur's NAME_defocus.tiff)."""
+    with Image.open(path) as image:
+        if image.mode != "F":
+            raise ValueError(f"{path}: not a float32 radius map (mode {image.mode})")
+        return np.asarray(image, dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------

@@ -14,7 +14,12 @@ The renderer fakes what a camera with a shallow depth of field does:
    its hard edge;
 4. the blurry image gets camera noise, 8-bit quantisation and JPEG.
 
-The sharp target is the clean input photo. Everything random comes from the
+The sharp target is the clean input photo, or, for a share of the samples
+(`p_soft_source`), the photo with its background already softened, as a photo
+taken with a shallow depth of field is: the network then learns to leave blur
+that belongs to the target alone instead of inventing edges in it. Besides the
+CoC radius, each pair carries the RMS radius of the PSF every pixel was
+rendered with, the quantity the network's defocus map estimates. Everything random comes from the
 `numpy.random.Generator` passed in, so a pair is a pure function of the seed.
 """
 
@@ -88,6 +93,12 @@ class RenderSettings:
     p_jpeg: float = 0.7
     # JPEG quality drawn uniformly from this integer range (inclusive).
     jpeg_quality_range: tuple[int, int] = (60, 98)
+    # Chance that the sharp target's background (the back surface) is itself soft, as in
+    # a photo with natural shallow depth of field: a Gaussian of std drawn uniformly from
+    # soft_source_sigma (px) softens it before the defocus is rendered on top. 0 draws no
+    # random numbers, so older recipes render exactly as before.
+    p_soft_source: float = 0.0
+    soft_source_sigma: tuple[float, float] = (1.0, 5.0)
 
     @property
     def margin(self) -> int:
@@ -99,12 +110,36 @@ class RenderSettings:
         return replace(self, p_noise=0.0, quantize=False, p_jpeg=0.0)
 
 
+# Named renderer settings. "training" is the recipe the shipped weights were trained and
+# validated with (Kodak24). "out-of-recipe" renders frozen evaluation sets with settings no
+# training run uses: other aperture mixes (more rims, soft edges and cat-eyes), strong blur
+# as often as mild, heavier sensor noise, always JPEG at lower qualities, more objects and
+# more tilted surfaces.
+RECIPES: dict[str, RenderSettings] = {
+    "training": RenderSettings(),
+    "out-of-recipe": RenderSettings(
+        radius_power=1.0,
+        p_all_in_focus=0.0,
+        max_objects=7,
+        p_slanted_background=0.8,
+        p_slanted_object=0.6,
+        aperture_weights=(0.15, 0.2, 0.25, 0.25, 0.15),
+        p_noise=1.0,
+        shot_noise_range=(1e-3, 1e-2),
+        read_noise_range=(2e-3, 1e-2),
+        p_jpeg=1.0,
+        jpeg_quality_range=(35, 75),
+    ),
+}
+
+
 class RenderedPair(NamedTuple):
     """One training pair. Images are HxWx3 float32 sRGB in [0, 1]."""
 
     blurry: np.ndarray
     sharp: np.ndarray
     coc: np.ndarray  # HxW float32: blur radius (px) each pixel was rendered with
+    kernel_rms: np.ndarray  # HxW float32: RMS radius (px) of the PSF each pixel was rendered with
 
 
 class Aperture(NamedTuple):
@@ -138,6 +173,15 @@ def aperture_psf(
 
 _DIRAC = np.ones((1, 1), dtype=np.float32)
 _DIRAC.flags.writeable = False
+
+
+def psf_rms_radius(psf: np.ndarray) -> float:
+    """sqrt(sum_{u,v} (u^2 + v^2) psf(u, v)) of a centred, normalised PSF, in pixels: the
+    same moment as rkr.rms_radius takes of the network's kernels. A uniform disk of radius
+    R has R / sqrt(2)."""
+    n = psf.shape[0] // 2
+    r = np.arange(-n, n + 1, dtype=np.float64)
+    return float(np.sqrt((psf * (r[:, None] ** 2 + r[None, :] ** 2)).sum()))
 
 
 @lru_cache(maxsize=4096)
@@ -351,7 +395,8 @@ def depth_layers(coc: np.ndarray, settings: RenderSettings) -> tuple[np.ndarray,
 def render_layers(
     linear: np.ndarray, coc: np.ndarray, aperture: Aperture, settings: RenderSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Blur a linear-light HxWx3 image by the signed CoC map; returns (image, radius map).
+    """Blur a linear-light HxWx3 image by the signed CoC map; returns (image, radius map,
+    PSF RMS radius map).
 
     Each layer's premultiplied colour and alpha are blurred with its PSF and
     composited back to front with "over". Where a blurred layer lies in front,
@@ -366,6 +411,7 @@ def render_layers(
     blurred_up_to = np.maximum.accumulate(np.abs(radii) >= 0.5)  # [j]: a layer 0..j is blurred
     planar = np.ascontiguousarray(linear.transpose(2, 0, 1))
     acc = np.zeros((4, h, w), dtype=np.float32)
+    rms = np.zeros(radii.size, dtype=np.float32)
     for j in range(radii.size - 1, -1, -1):
         own = (labels == j).astype(np.float32)
         if j > 0 and blurred_up_to[j - 1]:
@@ -373,6 +419,7 @@ def render_layers(
         else:
             colour, alpha = planar * own, own
         psf = aperture_psf(abs(float(radii[j])), aperture, flip=radii[j] < 0, supersample=settings.psf_supersample)
+        rms[j] = psf_rms_radius(psf)
         n = psf.shape[0] // 2
         rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
         y0, y1 = max(rows[0] - n, 0), min(rows[-1] + 1 + n, h)
@@ -386,7 +433,7 @@ def render_layers(
     image = acc[:3] / np.maximum(acc[3:4], 1e-6)
     radius_map = np.abs(radii)[labels]
     radius_map[radius_map < 0.5] = 0.0  # those layers were rendered with a Dirac
-    return np.clip(image.transpose(1, 2, 0), 0.0, 1.0), radius_map.astype(np.float32)
+    return np.clip(image.transpose(1, 2, 0), 0.0, 1.0), radius_map.astype(np.float32), rms[labels]
 
 
 def _extend_behind(
@@ -512,11 +559,24 @@ def render_pair(
     disparity, surface = random_disparity(region.shape[:2], visible, rng, settings)
     coc = random_coc(disparity, surface, visible, rng, settings)
     aperture = random_aperture(rng, settings)
-    blurred, radius_map = render_layers(srgb_to_linear(region), coc, aperture, settings)
+    if settings.p_soft_source > 0 and rng.random() < settings.p_soft_source:
+        region = soften_background(region, surface, rng.uniform(*settings.soft_source_sigma))
+    blurred, radius_map, rms_map = render_layers(srgb_to_linear(region), coc, aperture, settings)
     noisy = add_camera_noise(blurred[visible], rng, settings)
     blurry = encode_8bit(linear_to_srgb(noisy), rng, settings)
     target = np.ascontiguousarray(region[visible])
-    return RenderedPair(blurry, target, np.ascontiguousarray(radius_map[visible]))
+    return RenderedPair(blurry, target, np.ascontiguousarray(radius_map[visible]),
+                        np.ascontiguousarray(rms_map[visible]))
+
+
+def soften_background(image: np.ndarray, surface: np.ndarray, sigma: float) -> np.ndarray:
+    """The sRGB image with its back surface (surface == 0) softened by a Gaussian of std
+    `sigma` px in linear light, feathered over about sigma px into the objects in front:
+    a source photo that already has a shallow depth of field."""
+    linear = srgb_to_linear(image)
+    soft = ndimage.gaussian_filter(linear, sigma=(sigma, sigma, 0), mode="reflect")
+    weight = ndimage.gaussian_filter((surface == 0).astype(np.float32), sigma=0.5 * sigma, mode="reflect")
+    return linear_to_srgb(linear + weight[..., None] * (soft - linear)).astype(np.float32)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
