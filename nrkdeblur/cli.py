@@ -434,7 +434,7 @@ def render(photos, output: Path, seed: int) -> None:
 
     \b
     Example (the validation set of the shipped weights):
-      nrkdeblur render ../shared/data/Kodak24 -o benchmarks/kodak24-defocus --seed 2026
+      nrkdeblur render Kodak24/ -o benchmarks/kodak24-defocus --seed 2026
     """
     from .data import RenderSettings, sharp_photos, write_frozen_set
 
