@@ -505,7 +505,7 @@ def render(photos, output: Path, seed: int, recipe: str, scale: float) -> None:
 
     \b
     Example (the validation set of the shipped weights):
-      nrkdeblur render ../shared/data/Kodak24 -o benchmarks/kodak24-defocus --seed 2026
+      nrkdeblur render Kodak24/ -o benchmarks/kodak24-defocus --seed 2026
     """
     from .data import RECIPES, sharp_photos, write_frozen_set
 
