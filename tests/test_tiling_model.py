@@ -27,6 +27,13 @@ def test_tiled_equals_untiled_within_one_level(model):
     tiled = deblur(model, pixels, tile=MIN_TILE, overlap=DEFAULT_OVERLAP, defocus=True)  # 2 x 2 tiles
     assert np.abs(np.clip(tiled.image, 0, 1) - np.clip(whole.image, 0, 1)).max() < 1 / 255
     assert np.abs(tiled.defocus - whole.defocus).max() < 0.05 * max(whole.defocus.max(), 1)
+    # the map measures the blur as well in tiles as whole (true radius: the set's radius/ map)
+    from nrkdeblur.data import read_radius_map
+    from nrkdeblur.evaluate import map_scores
+
+    truth = read_radius_map(PHOTO.parents[1] / "radius" / "kodim05.tiff")
+    (rho_whole, mae_whole), (rho_tiled, mae_tiled) = map_scores(whole.defocus, truth), map_scores(tiled.defocus, truth)
+    assert abs(rho_tiled - rho_whole) < 0.01 and abs(mae_tiled - mae_whole) < 0.05
 
 
 def test_tile_choice_follows_the_memory_budget(model):
