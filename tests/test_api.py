@@ -5,23 +5,13 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import nrkdeblur
 from nrkdeblur.imageio import read_photo
 from nrkdeblur.inference import deblur
-from nrkdeblur.model import NRKNet
-from nrkdeblur.weights import load_model, save_weights
-from test_cli import REPO, TINY, photo
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_weights(NRKNet(TINY), path)
-    return path
+from nrkdeblur.weights import load_model
+from test_cli import REPO, photo, weights  # noqa: F401 (weights: the tiny model's file, a fixture)
 
 
 @pytest.fixture(scope="module")
