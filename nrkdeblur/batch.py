@@ -6,7 +6,9 @@ Rules (README, "Usage"):
 - a folder keeps its files' paths relative to it inside DIR (subfolders with -r);
 - with no `-o`, each file is written beside itself as <stem>_sharp<ext>;
 - the extension is kept unless a format is given; RAW files become 16-bit TIFF;
-- an output that is also an input, or the output of an earlier job, is refused.
+- an output that is also an input, or the output of an earlier job, is refused, and so
+  is one that cannot be written (a format nothing writes, such as .gif; a parent that is
+  a file): before any work, so no photo is deblurred only to fail at the end.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from .imageio import RAW_EXTENSIONS, list_images
+from .imageio import RAW_EXTENSIONS, ImageError, check_output, list_images
 
 EXTENSION_OF_FORMAT = {"jpeg": ".jpg", "png": ".png", "tiff": ".tiff", "webp": ".webp", "bmp": ".bmp"}
 
@@ -75,6 +77,11 @@ def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
         else:
             dst = output / output_name(rel, fmt)
         key = dst.resolve()
+        try:
+            check_output(dst, fmt)
+        except ImageError as e:
+            problems.append(Problem(src, f"output {e}"))
+            continue
         if key in taken:
             problems.append(Problem(src, f"output {dst} would overwrite an input; choose another -o"))
         elif key in written:

@@ -1,15 +1,24 @@
 """The `nrkdeblur` command. Thin: parse, call the library, report.
 
 This is the only module that imports click and rich. Library errors (ImageError,
-WeightsError, ValueError from bad settings) become one-line messages here; `--debug`
-shows the traceback instead.
+WeightsError, ValueError, OSError) become one-line messages here (`one_line_errors`);
+`--debug` shows the traceback instead. Exit status (EXIT_STATUS, shown in `--help`):
+0 all done, 1 some files failed or the run failed, 2 usage error (a bad option or
+argument, as click reports them), 130 interrupted with Ctrl-C (SIGINT), 143 terminated
+with SIGTERM (kill, timeout, a batch scheduler). 130 and 143 are 128 + the signal's
+number, what a shell reports for a process the signal ends; SIGTERM is handled like
+SIGINT, so an interrupted write leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -27,17 +36,64 @@ from .weights import WeightsError, convert_official
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+EXIT_STATUS = f"""\b
+Exit status:
+  0    all done (or nothing left to do)
+  1    some files failed (each is named, the others are done) or the run failed
+  2    usage error: a bad option, argument or combination of them
+  {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C); files finished so far are complete, none half-written
+  {EXIT_TERMINATED:<4} terminated by SIGTERM (kill, timeout, a scheduler), cleaned up as for Ctrl-C
+"""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Handle SIGTERM like SIGINT, and end either with one line and exit status 130 / 143.
+
+    While the command runs, SIGTERM raises Terminated (a KeyboardInterrupt) in the main
+    thread, so every `finally` and atomic_write's clean-up runs before the exit.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        console.print("terminated (SIGTERM)" if terminated else "interrupted", style="red", highlight=False)
+        raise click.exceptions.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
 
 class DefaultGroup(click.Group):
-    """A group whose default command is `deblur`: `nrkdeblur photo.jpg` = `nrkdeblur deblur photo.jpg`."""
+    """A group whose default command is `deblur`: `nrkdeblur photo.jpg` = `nrkdeblur deblur photo.jpg`.
+
+    Runs every command under `interruptible`: Ctrl-C and SIGTERM exit with 130 and 143.
+    """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["deblur", *args]
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context):
+        with interruptible():
+            return super().invoke(ctx)
 
-@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS)
 @click.version_option(__version__, prog_name="nrkdeblur")
 def main() -> None:
     """Turn defocused photos into all-in-focus ones (NRKNet, CVPR 2023).
@@ -58,6 +114,34 @@ def fail(message: str) -> None:
     raise click.ClickException(message)
 
 
+@contextmanager
+def one_line_errors(debug: bool = False) -> Iterator[None]:
+    """The library's errors about files and settings as one line and exit status 1
+    (the traceback with --debug). Option mistakes are click.UsageError (status 2)."""
+    try:
+        yield
+    except (ImageError, WeightsError, ValueError, OSError) as e:
+        if debug:
+            raise
+        raise click.ClickException(str(e)) from None
+
+
+def usage_errors(make, *args, **kwargs):
+    """make(*args, **kwargs), its ValueError (an option value the library refuses) as a
+    usage error: exit status 2, as click gives for the options it checks itself."""
+    try:
+        return make(*args, **kwargs)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def rate(megapixels: float, seconds: float) -> str:
+    """Throughput with three significant digits ("1.23 MP/s", "0.0112 MP/s"); "" if none."""
+    if megapixels <= 0 or seconds <= 0:
+        return ""
+    return f" ({megapixels / seconds:.3g} MP/s)"
+
+
 # --- deblur ------------------------------------------------------------------------
 
 LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sRGB: they are "
@@ -65,7 +149,7 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
                "camera RAW files, which are developed to sRGB.")
 
 
-@main.command()
+@main.command(epilog=EXIT_STATUS)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output file (one input) or folder (several inputs or a folder). Default: beside the input as NAME_sharp.EXT.")
@@ -73,7 +157,8 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
 @click.option("--format", "fmt", type=click.Choice(sorted(EXTENSION_OF_FORMAT)), help="Output format (default: the input's; RAW gives TIFF).")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (default: skip them, so a re-run resumes).")
-@click.option("--weights", type=click.Path(path_type=Path), help="A .safetensors from `nrkdeblur train` or `convert` (default: the shipped weights).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A .safetensors from `nrkdeblur train` or `convert` (default: the shipped weights).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA if available, else CPU), cpu, cuda, mps.")
 @click.option("--half", is_flag=True, help="Half precision on a GPU (faster, slightly less exact).")
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile side in pixels (default: from the memory available; whole when it fits).")
@@ -95,7 +180,8 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
     (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2). Keeps bit depth, alpha, EXIF and ICC
     profile; applies EXIF orientation. Never writes over an input; every file is written
     to a temporary name first, so an interrupted run leaves no broken image, and re-running
-    the same command skips what is done. Exits non-zero if any file failed.
+    the same command skips what is done. Outputs that cannot be written (a format
+    nothing here writes, such as GIF) are refused before any photo is deblurred.
 
     \b
     Examples:
@@ -107,23 +193,15 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
     """
     from .pipeline import DeblurOptions, process_batch
 
-    if tile is not None and tile_overlap > tile // 2:
-        fail(f"--tile-overlap {tile_overlap} is too large for --tile {tile} (at most half the tile)")
-    options = DeblurOptions(recursive=recursive, fmt=fmt, quality=quality, overwrite=overwrite, weights=weights,
-                            device=str(resolve_device(device)), half=half, tile=tile, overlap=tile_overlap,
-                            defocus_dir=defocus_dir, coef_dir=coef_dir, linear=linear, strength=strength,
-                            debug=debug)
-    with Reporter(quiet) as report:
-        try:
-            summary = process_batch(list(inputs), output, options, report)
-        except WeightsError as e:
-            if debug:
-                raise
-            fail(str(e))
+    options = usage_errors(DeblurOptions, recursive=recursive, fmt=fmt, quality=quality, overwrite=overwrite,
+                           weights=weights, device=str(resolve_device(device)), half=half, tile=tile,
+                           overlap=tile_overlap, defocus_dir=defocus_dir, coef_dir=coef_dir, linear=linear,
+                           strength=strength, debug=debug)
+    with Reporter(quiet) as report, one_line_errors(debug):
+        summary = process_batch(list(inputs), output, options, report)
     if not quiet:
-        mp_s = summary.megapixels / summary.seconds if summary.seconds > 0 else 0.0
         console.print(f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "
-                      f"in {summary.seconds:.1f} s ({mp_s:.2f} MP/s)")
+                      f"in {summary.seconds:.1f} s{rate(summary.megapixels, summary.seconds)}")
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} failed:[/red]")
         for path, reason in summary.failed:
@@ -251,16 +329,15 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, ini
             "soft_source": soft_source, "radius_power": radius_power,
             "val_every": val_every, "ckpt_every": ckpt_every}
     try:
-        dev = training.init_distributed(resolve_device(device))
         config, settings, args, message = training.plan_run(run_dir, args, explicit, workers)
+    except ValueError as e:  # the run folder disagrees with the options given
+        raise click.UsageError(str(e)) from None
+    with one_line_errors(debug):
+        dev = training.init_distributed(resolve_device(device))
         if message and training.is_rank0():
             console.print(message, highlight=False)
         train_data = training.open_train_data(args, settings)
         val_data = training.open_val_data(args["val"]) if args["val"] else None
-    except (ValueError, OSError, ImageError) as e:
-        if debug:
-            raise
-        fail(str(e))
 
     with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not training.is_rank0()) as bar:
@@ -273,13 +350,9 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, ini
             if not console.is_terminal and (s.step % 50 == 0 or s.step == s.steps):  # logs: a line now and then
                 console.print(f"step {s.step}/{s.steps} {info}", highlight=False)
 
-        try:
+        with one_line_errors(debug):
             result = training.train(config, settings, train_data, val_data, run_dir, dev, stop_after, on_step,
                                     init=args.get("init"), time_limit=time_limit and time_limit * 60)
-        except (ValueError, OSError, ImageError, WeightsError) as e:
-            if debug:
-                raise
-            fail(str(e))
     if training.is_rank0():
         console.print(f"stopped at step {result.step}/{settings.steps}; weights: {run_dir / 'last.safetensors'}")
 
@@ -290,7 +363,7 @@ def resolve_device(name: str):
     try:
         return resolve(name)
     except ValueError as e:
-        fail(f"--device {e}")
+        raise click.BadParameter(str(e), param_hint="'--device'") from None
 
 
 # --- eval --------------------------------------------------------------------------
@@ -332,11 +405,11 @@ def evaluate_command(folders, pred_dir, method, weights, strength, linear, devic
     from .evaluate import evaluate, mean_row, summarize
 
     if linear and pred_dir is not None:
-        fail("--linear tells a method how to read the inputs; --pred scores finished outputs")
+        raise click.UsageError("--linear tells a method how to read the inputs; --pred scores finished outputs")
     sets = eval_sets(folders)
     if pred_dir is not None and len(sets) > 1:
-        fail("--pred scores one set at a time")
-    try:
+        raise click.UsageError("--pred scores one set at a time")
+    with one_line_errors(debug):
         restore = make_restorer(method, pred_dir, weights, device, linear, strength)
         records, summaries = [], []
         for name, pairs in sets:
@@ -348,10 +421,6 @@ def evaluate_command(folders, pred_dir, method, weights, strength, linear, devic
                 write_rows(rows, f"{name}: {describe_method(method, pred_dir, linear, strength)}")
         write_summaries(summaries, describe_method(method, pred_dir, linear, strength))
         write_records(records, csv_path, json_path)
-    except (ImageError, WeightsError, ValueError, OSError) as e:
-        if debug:
-            raise
-        fail(str(e))
 
 
 def describe_method(method: str, pred_dir: Path | None, linear: bool, strength: float) -> str:
@@ -373,7 +442,7 @@ def eval_sets(folders: tuple[Path, ...]) -> list[tuple[str, list]]:
     else:
         raise click.UsageError("give evaluation sets (folders with blur/ and sharp/) or one BLUR_DIR SHARP_DIR pair")
     sets = []
-    try:
+    with one_line_errors():
         for name, blur_dir, sharp_dir, radius_dir in layout:
             load = lambda p: to_uint8(read_photo(p).pixels)  # noqa: E731
             pairs = []
@@ -383,8 +452,6 @@ def eval_sets(folders: tuple[Path, ...]) -> list[tuple[str, list]]:
                 radius = read_radius_map(truth) if truth is not None and truth.is_file() else None
                 pairs.append((key, load(b), load(s), radius))
             sets.append((name, pairs))
-    except (ImageError, ValueError, OSError) as e:
-        fail(str(e))
     return sets
 
 
@@ -509,15 +576,13 @@ def render(photos, output: Path, seed: int, recipe: str, scale: float) -> None:
     """
     from .data import RECIPES, sharp_photos, write_frozen_set
 
-    try:
+    with one_line_errors():
         paths = sharp_photos([p for p in photos if p.is_dir()]) + sorted(p for p in photos if p.is_file())
         if not paths:
             fail("no photos found")
         names = write_frozen_set(paths, output, seed, RECIPES[recipe], scale)
         lines = [f"# nrkdeblur render --recipe {recipe} --scale {scale:g} --seed {seed}: the sources of this set"]
         atomic_write(output / "sources.txt", lambda f: f.write("\n".join(lines + [p.name for p in paths]).encode() + b"\n"))
-    except (ValueError, ImageError, OSError) as e:
-        fail(str(e))
     console.print(f"wrote {len(names)} pairs to {output}")
 
 
@@ -590,7 +655,7 @@ def bench(quick: bool, memory: bool, json_path: Path | None, plot_path: Path | N
 # --- convert -----------------------------------------------------------------------
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the .safetensors file.")
 def convert(checkpoint: Path, output: Path) -> None:
@@ -604,11 +669,9 @@ def convert(checkpoint: Path, output: Path) -> None:
       nrkdeblur convert NRKNet_epoch3846.pth -o nrknet-dpdd.safetensors
     """
     if output.resolve() == checkpoint.resolve():
-        fail("the output must differ from the checkpoint")
-    try:
+        raise click.UsageError("the output must differ from the checkpoint")
+    with one_line_errors():
         convert_official(checkpoint, output, preset("paper"))
-    except WeightsError as e:
-        fail(str(e))
     console.print(f"wrote {output}")
 
 

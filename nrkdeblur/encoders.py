@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .exif import MARKER, ifd0_entries
+
 # tags that describe the pixel layout (or the ICC profile) of a TIFF image: never copied
 # from the EXIF block into a TIFF we write, since we write our own
 _TIFF_LAYOUT_TAGS = frozenset({
@@ -39,7 +41,7 @@ def write_png16(
     if icc:
         _png_chunk(f, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
     if exif:
-        _png_chunk(f, b"eXIf", exif[6:])
+        _png_chunk(f, b"eXIf", exif[len(MARKER):])
     bpp = 2 * s  # bytes per pixel
     compressor = zlib.compressobj(6)
     rows_per_block = max(1, (1 << 20) // (w * bpp))
@@ -81,10 +83,11 @@ def write_tiff(
     samples = color if alpha is None else np.dstack([color, alpha])
     h, w, s = samples.shape
     bits = samples.dtype.itemsize * 8
-    exif_entries = _exif_ifd0_entries(exif[6:]) if exif else None
-    if exif_entries is not None:
-        endian = "<" if exif[6:8] == b"II" else ">"
-        f.write(exif[6:])
+    parsed = ifd0_entries(exif[len(MARKER):]) if exif else None
+    if parsed is not None:
+        endian, found = parsed
+        exif_entries = [(e.tag, e.type, e.count, e.field) for e in found]
+        f.write(exif[len(MARKER):])
     else:
         endian, exif_entries = "<", []
         f.write(b"II*\x00\x00\x00\x00\x00")
@@ -158,26 +161,3 @@ def _ifd_bytes(entries: list[tuple[int, int, int, bytes]], offset: int, endian: 
         table += struct.pack(endian + "HHI", tag, typ, count) + field
     table += struct.pack(endian + "I", 0)  # no next directory
     return bytes(table + extra)
-
-
-def _exif_ifd0_entries(tiff: bytes) -> list[tuple[int, int, int, bytes]] | None:
-    """The first directory of an EXIF TIFF structure as (tag, type, count, 4-byte field).
-
-    None if the block is not a valid TIFF structure.
-    """
-    endian = {b"II": "<", b"MM": ">"}.get(tiff[:2])
-    if endian is None:
-        return None
-    try:
-        magic, ifd = struct.unpack_from(endian + "HI", tiff, 2)
-        (count,) = struct.unpack_from(endian + "H", tiff, ifd)
-        entries = []
-        for i in range(count):
-            entry = ifd + 2 + 12 * i
-            tag, typ, n = struct.unpack_from(endian + "HHI", tiff, entry)
-            entries.append((tag, typ, n, tiff[entry + 8:entry + 12]))
-            if len(entries[-1][3]) != 4:
-                return None
-    except struct.error:
-        return None
-    return entries if magic == 42 else None

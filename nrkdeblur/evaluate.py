@@ -19,6 +19,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .levels import to_levels
+
 
 class Row(NamedTuple):
     name: str
@@ -78,7 +80,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Float [0, 1] HxWxC (C = 1 or 3) -> uint8 HxWx3, rounded."""
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_levels(rgb)
 
 
 def map_scores(pred: np.ndarray, true: np.ndarray) -> tuple[float | None, float]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import secrets
 import struct
 import sys
@@ -36,6 +37,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .encoders import write_png16, write_tiff
+from .exif import MARKER, ORIENTATION, raw_exif, read_exif
+from .levels import from_levels, to_levels
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"})
 RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"})
@@ -53,15 +56,6 @@ _MAX_JPEG_EXIF = 65533  # an EXIF block must fit in one JPEG marker segment
 # exposure as shot (no automatic brightening, which would clip the brightest 1%)
 _RAW_SETTINGS = dict(use_camera_wb=True, output_bps=16, no_auto_bright=True, gamma=(2.4, 12.92))
 
-_ORIENTATION = 0x0112
-_EXIF_IFD = 0x8769
-_GPS_IFD = 0x8825
-_INTEROP_IFD = 0xA005
-# tags of a TIFF's own directory that describe the photo rather than its pixel layout;
-# these (and the EXIF and GPS sub-directories) are what we keep as EXIF from a TIFF
-_TIFF_DESCRIPTIVE_TAGS = (
-    269, 270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 316, 33432,  # names, dates, dpi
-)
 
 
 class ImageError(Exception):
@@ -158,12 +152,13 @@ def read_photo(path: str | os.PathLike) -> Photo:
     with _read_errors(path):
         with Image.open(path) as im:
             source_format = im.format or "UNKNOWN"
+            _refuse_several_frames(path, im)
             tiles = list(im.tile)  # the decoder setup, cleared by load()
             if im.format != "TIFF":
                 im.load()  # full decode here, so truncated files fail now
-            exif, orientation = _read_exif(im)  # TIFF: before load(), which closes the file
+            exif, orientation = read_exif(im)  # TIFF: before load(), which closes the file
             im.load()
-            if im.format == "TIFF" and _ORIENTATION not in im.tag_v2:
+            if im.format == "TIFF" and ORIENTATION not in im.tag_v2:
                 orientation = 1  # newer Pillow (13) turns TIFFs upright itself in load()
             icc = im.info.get("icc_profile") or None
             if _is_wide_color(im, tiles):
@@ -171,16 +166,27 @@ def read_photo(path: str | os.PathLike) -> Photo:
             else:
                 if im.mode == "CMYK":
                     icc = None  # a CMYK profile no longer fits the RGB pixels
-                color, alpha, bit_depth = _split_pil_image(im)
+                color, alpha, bit_depth = pil_samples(im)
     color = _orient(color, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
-    pixels = color.astype(np.float32)
-    pixels /= 255.0 if bit_depth == 8 else 65535.0
-    return Photo(pixels, alpha, bit_depth, exif, icc, source_format)
+    return Photo(from_levels(color), alpha, bit_depth, exif, icc, source_format)
 
 
-def _split_pil_image(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Pixels of an image in any ordinary Pillow mode: (color [H,W,C], alpha [H,W] | None, bits)."""
+def _refuse_several_frames(path: Path, im: Image.Image) -> None:
+    """An animation or a multi-page file is refused rather than cut to its first frame.
+
+    MPO files (JPEGs from many cameras and phones, with extra preview or depth frames
+    after the photo) are read as their first, primary image, as every viewer shows them.
+    """
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1 and im.format != "MPO":
+        kind = "an animation" if im.format in ("GIF", "PNG", "WEBP") else "a multi-page file"
+        raise ImageError(f"{path}: has {frames} frames ({kind}); only single images can be deblurred")
+
+
+def pil_samples(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Samples of an image in any ordinary Pillow mode: (color [H,W,C] uint8 or uint16,
+    alpha [H,W] | None, bits); palette, 1-bit, CMYK and YCbCr images become RGB(A) or L."""
     mode = im.mode
     transparent = "transparency" in im.info
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
@@ -258,75 +264,6 @@ def _with_rawmode(tile: tuple, rawmode: str) -> tuple:
     return tile._replace(args=args) if hasattr(tile, "_replace") else (*tile[:3], args)
 
 
-def _read_exif(im: Image.Image) -> tuple[bytes | None, int]:
-    """(EXIF block to keep, with orientation reset to 1; the orientation to apply, 1..8).
-
-    A photo whose EXIF cannot be parsed is read without it: (None, 1).
-    """
-    try:
-        exif = im.getexif()
-        orientation = exif.get(_ORIENTATION, 1)
-        if im.format == "TIFF":
-            return _exif_from_tiff_tags(exif), orientation if orientation in range(1, 9) else 1
-    except (SyntaxError, ValueError, TypeError, EOFError, struct.error, KeyError, IndexError):
-        return None, 1
-    if orientation not in range(1, 9):
-        orientation = 1
-    blob = im.info.get("exif")
-    if not blob:
-        return None, orientation
-    if not blob.startswith(b"Exif\x00\x00"):
-        blob = b"Exif\x00\x00" + blob  # WebP stores the block without the marker
-    return _reset_orientation(blob), orientation
-
-
-def _exif_from_tiff_tags(exif: Image.Exif) -> bytes | None:
-    """EXIF block made of a TIFF's descriptive tags and its EXIF/GPS sub-directories.
-
-    exif: the TIFF's first directory as Pillow reads it (all tags, pixel layout included).
-    """
-    out = Image.Exif()
-    for tag in _TIFF_DESCRIPTIVE_TAGS:
-        if tag in exif:
-            out[tag] = exif[tag]
-    for ifd_tag in (_EXIF_IFD, _GPS_IFD):
-        if ifd_tag in exif:
-            sub = dict(exif.get_ifd(ifd_tag))
-            if ifd_tag == _EXIF_IFD and _INTEROP_IFD in sub:
-                interop = dict(exif.get_ifd(_INTEROP_IFD))
-                if interop:
-                    sub[_INTEROP_IFD] = interop
-                else:
-                    del sub[_INTEROP_IFD]
-            if sub:
-                out[ifd_tag] = sub
-    if not len(out):
-        return None
-    if _ORIENTATION in out:
-        out[_ORIENTATION] = 1
-    return out.tobytes()
-
-
-def _reset_orientation(blob: bytes) -> bytes:
-    """The EXIF block with its Orientation tag set to 1 in place (unchanged if it has none)."""
-    data = bytearray(blob)
-    start = 6  # after b"Exif\0\0"
-    endian = {b"II": "<", b"MM": ">"}.get(bytes(data[start:start + 2]))
-    if endian is None:
-        return blob
-    try:
-        (ifd,) = struct.unpack_from(endian + "I", data, start + 4)
-        (count,) = struct.unpack_from(endian + "H", data, start + ifd)
-        for i in range(count):
-            entry = start + ifd + 2 + 12 * i
-            tag, typ, n = struct.unpack_from(endian + "HHI", data, entry)
-            if tag == _ORIENTATION and typ == 3 and n == 1:  # one SHORT, stored inline
-                struct.pack_into(endian + "H", data, entry + 8, 1)
-    except struct.error:
-        return blob
-    return bytes(data)
-
-
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1..8) to an [H, W, ...] array so that it is upright."""
     if orientation == 2:
@@ -366,24 +303,7 @@ def _read_raw(path: Path) -> Photo:
         if isinstance(detail, bytes):
             detail = detail.decode(errors="replace")
         raise ImageError(f"{path}: truncated or corrupt RAW data ({str(detail).lower()})") from e
-    pixels = rgb.astype(np.float32)
-    pixels /= 65535.0
-    return Photo(pixels, None, 16, _raw_exif(data), None, "RAW")
-
-
-def _raw_exif(data: bytes) -> bytes | None:
-    """Best effort: the EXIF of a TIFF-based RAW file (DNG, CR2, NEF, ARW...), else None.
-
-    LibRaw turns the pixels upright, so the kept orientation is 1.
-    """
-    if data[:4] not in (b"II*\x00", b"MM\x00*"):
-        return None
-    try:
-        exif = Image.Exif()
-        exif.load(data)  # the file's first directory, as for an EXIF block
-        return _exif_from_tiff_tags(exif)
-    except Exception:  # metadata is optional: any failure to parse it means "none"
-        return None
+    return Photo(from_levels(rgb), None, 16, raw_exif(data), None, "RAW")
 
 
 # -----------------------------------------------------------------------------
@@ -404,14 +324,14 @@ def write_photo(
     never leaves a half-written photo behind.
     """
     path = Path(path)
-    fmt = _output_format(path, format)
+    fmt = output_format(path, format)
     height, width = photo.pixels.shape[:2]
     if max(height, width) > _MAX_SIDE.get(fmt, 2**32 - 1):
         raise ImageError(f"{path}: {width} x {height} is too large for {fmt} (max {_MAX_SIDE[fmt]} px a side)")
     color, alpha = _to_samples(photo, 16 if fmt in ("PNG", "TIFF") and photo.bit_depth == 16 else 8)
     exif = photo.exif or None
-    if exif and not exif.startswith(b"Exif\x00\x00"):
-        exif = b"Exif\x00\x00" + exif
+    if exif and not exif.startswith(MARKER):
+        exif = MARKER + exif
     icc = photo.icc_profile or None
 
     def encode(f: BinaryIO) -> None:
@@ -425,7 +345,7 @@ def write_photo(
     atomic_write(path, encode)
 
 
-def _output_format(path: Path, format: str | None) -> str:
+def output_format(path: Path, format: str | None = None) -> str:
     """The Pillow format name to write: from `format` if given, else from the extension."""
     if format is not None:
         name = _FORMAT_ALIASES.get(format.upper().lstrip("."), format.upper().lstrip("."))
@@ -436,8 +356,24 @@ def _output_format(path: Path, format: str | None) -> str:
     if suffix in RAW_EXTENSIONS:
         raise ImageError(f"{path}: cannot write camera RAW files (use .tif or .png)")
     if suffix not in _FORMAT_BY_EXTENSION:
-        raise ImageError(f"{path}: unknown output format (use .jpg, .png, .tif, .webp or .bmp)")
+        what = f"{suffix} files" if suffix else "files without an extension"
+        raise ImageError(f"{path}: cannot write {what} (use .jpg, .png, .tif, .webp or .bmp)")
     return _FORMAT_BY_EXTENSION[suffix]
+
+
+def check_output(path: Path, format: str | None = None) -> None:
+    """Raise ImageError now, before any work, if write_photo(path, format=format) must fail:
+    a format nothing here writes, a parent that is a file, a folder we may not write to."""
+    output_format(path, format)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # atomic_write creates the missing folders
+    if folder.exists() and not folder.is_dir():
+        raise ImageError(f"{path}: cannot write: {folder} is not a folder")
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ImageError(f"{path}: cannot write: permission denied in {folder}")
 
 
 def _to_samples(photo: Photo, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -445,16 +381,7 @@ def _to_samples(photo: Photo, bits: int) -> tuple[np.ndarray, np.ndarray | None]
     pixels = photo.pixels
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"pixels must be [H, W, 1] or [H, W, 3], got {pixels.shape}")
-    dtype = np.uint16 if bits == 16 else np.uint8
-    top = np.float32(65535.0 if bits == 16 else 255.0)
-    color = np.empty(pixels.shape, dtype)
-    rows = max(1, (1 << 22) // (pixels.shape[1] * pixels.shape[2]))  # float work in ~16 MB bands
-    for y in range(0, pixels.shape[0], rows):
-        scaled = np.multiply(pixels[y:y + rows], top, dtype=np.float32)
-        np.nan_to_num(scaled, copy=False, nan=0.0)
-        np.rint(scaled, out=scaled)
-        np.clip(scaled, 0, top, out=scaled)
-        color[y:y + rows] = scaled
+    color = to_levels(pixels, bits)
     alpha = photo.alpha
     if alpha is None:
         return color, None
@@ -500,7 +427,7 @@ def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ImageError(f"{path}: cannot create folder {path.parent}: {_os_reason(e)}") from e
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         with open(tmp, "xb") as f:
             encode(f)
@@ -513,6 +440,48 @@ def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
             raise ImageError(f"{path}: cannot write: {_os_reason(e)}") from e
         raise
     _sync_folder(path.parent)
+
+
+# atomic_write's temporary files: .NAME.tmp-PID-XXXXXXXX, PID the writing process
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>[0-9]+)-[0-9a-f]{8}")
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Remove the temporary files atomic_write left in `folder` when its process died
+    (killed with SIGKILL, a power cut); returns them. A file whose process is still
+    running is never touched, nor is anything not named like atomic_write's files. The
+    process ids are this machine's: on a folder shared by several machines, a file of a
+    process running elsewhere under a pid that is free here would be removed."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        m = _TEMP_NAME.fullmatch(entry.name)
+        if m is None or not entry.is_file(follow_symlinks=False) or _process_alive(int(m["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """True if a process with this id runs here (or if that cannot be told)."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) would send a signal on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists but belongs to another user
+        return True
+    return True
 
 
 def _sync_folder(folder: Path) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .levels import to_levels
+
 # anchors of a dark-to-bright perceptual ramp (black, indigo, crimson, orange, pale yellow)
 _ANCHORS = np.array([
     [0.00, 0.00, 0.02],
@@ -26,7 +28,7 @@ def colorize(values: np.ndarray, vmax: float) -> np.ndarray:
     i = np.minimum(t.astype(np.int64), len(_ANCHORS) - 2)
     f = (t - i)[..., None]
     rgb = _ANCHORS[i] * (1 - f) + _ANCHORS[i + 1] * f
-    return (rgb * 255 + 0.5).astype(np.uint8)
+    return to_levels(rgb)
 
 
 def nice_max(values: np.ndarray) -> float:

@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 
-from .batch import Job, plan
-from .imageio import ImageError, atomic_write, read_photo, write_photo
-from .inference import DEFAULT_OVERLAP, choose_tile, deblur, resolve_device
+from .batch import EXTENSION_OF_FORMAT, Job, plan
+from .imageio import ImageError, atomic_write, read_photo, remove_stale_temp_files, write_photo
+from .inference import DEFAULT_OVERLAP, Deblurred, choose_tile, deblur, resolve_device
 from .maps import atom_sheet, heatmap
 from .model import NRKNet
 from .weights import CONFIG_KEY, WeightsError, default_weights, load_model
@@ -90,6 +90,19 @@ class DeblurOptions:
     strength: float = 1.0
     debug: bool = False
 
+    def __post_init__(self) -> None:
+        if self.fmt is not None and self.fmt not in EXTENSION_OF_FORMAT:
+            raise ValueError(f"format must be one of {', '.join(sorted(EXTENSION_OF_FORMAT))}, not {self.fmt!r}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be between 1 and 100, not {self.quality}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, not {self.strength}")
+        if self.overlap < 0:
+            raise ValueError(f"the tile overlap must be 0 or more, not {self.overlap}")
+        if self.tile is not None and not 2 * self.overlap <= self.tile:
+            raise ValueError(f"a tile overlap of {self.overlap} is too large for tiles of {self.tile} "
+                             "(at most half the tile)")
+
     @property
     def maps(self) -> bool:
         return self.defocus_dir is not None or self.coef_dir is not None
@@ -109,6 +122,9 @@ def process_batch(inputs: list[Path], output: Path | None, options: DeblurOption
         else:
             todo.append(job)
     skipped = len(jobs) - len(todo)
+    for folder in sorted(output_folders(jobs, options)):
+        for path in remove_stale_temp_files(folder):
+            report.note(f"removed {path}, left by an earlier run that was killed")
     model = open_default_weights(options.weights, resolve_device(options.device)) if todo else None
     report.start(len(todo))
     done, megapixels = 0, 0.0
@@ -136,14 +152,8 @@ def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report)
     """Deblur one file and write its outputs; returns its megapixels."""
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
-    device = next(model.parameters()).device
-    overlap = options.overlap
-    tile = choose_tile(model, H, W, device, overlap=overlap) if options.tile is None else (options.tile, options.tile)
-    if tile is not None:
-        overlap = min(overlap, min(tile) // 2)
-    result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=options.defocus_dir is not None,
-                    coefficients=options.coef_dir is not None, half=options.half, linear=options.linear,
-                    strength=options.strength, on_tile=report.tile)
+    result = run_model(model, photo.pixels, options, defocus=options.defocus_dir is not None,
+                       coefficients=options.coef_dir is not None, on_tile=report.tile)
     stem = job.relative.with_suffix("")
     if options.defocus_dir is not None:  # maps first: the photo's output marks the job as done
         write_defocus(options.defocus_dir / stem.parent, stem.name, result.defocus)
@@ -154,6 +164,29 @@ def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report)
     del result
     write_photo(job.output, photo, quality=options.quality, format=options.fmt)
     return H * W / 1e6
+
+
+def run_model(model: NRKNet, pixels: np.ndarray, options: DeblurOptions, defocus: bool = False,
+              coefficients: bool = False, on_tile=None) -> Deblurred:
+    """Deblur (H, W, C) float pixels with the options' tiling, strength, precision and
+    colour space; the defocus and coefficient maps on request (inference.deblur)."""
+    H, W = pixels.shape[:2]
+    device = next(model.parameters()).device
+    overlap = options.overlap
+    tile = choose_tile(model, H, W, device, overlap=overlap) if options.tile is None else (options.tile, options.tile)
+    if tile is not None:
+        overlap = min(overlap, min(tile) // 2)
+    return deblur(model, pixels, tile=tile, overlap=overlap, defocus=defocus, coefficients=coefficients,
+                  half=options.half, linear=options.linear, strength=options.strength, on_tile=on_tile)
+
+
+def output_folders(jobs: list[Job], options: DeblurOptions) -> set[Path]:
+    """Every folder the jobs write into: their outputs' and their maps' folders."""
+    folders = {job.output.parent for job in jobs}
+    for root in (options.defocus_dir, options.coef_dir):
+        if root is not None:
+            folders |= {root / job.relative.parent for job in jobs}
+    return folders
 
 
 def write_defocus(folder: Path, stem: str, radius: np.ndarray) -> None:

@@ -23,19 +23,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
-
-
-class Tile(NamedTuple):
-    """A tile: rows y0..y1 and columns x0..x1 (end-exclusive) of the image."""
-
-    y0: int
-    y1: int
-    x0: int
-    x1: int
 
 
 def _check_sizes(tile: int, overlap: int) -> None:
@@ -43,8 +32,9 @@ def _check_sizes(tile: int, overlap: int) -> None:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
 
 
-def _tile_spans(size: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
-    """(start, stop) of tiles covering 0..size, evenly spaced, the last one ending at size.
+def tile_spans(size: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) of tiles covering 0..size, evenly spaced, the last one ending at size;
+    the tiles of an image are every pair of a row span and a column span (run_tiled).
 
     Neighbours overlap by at least `overlap` px; a single tile when size <= tile. Every
     start is a multiple of `align`, so a multi-scale network samples each tile on the same
@@ -57,15 +47,6 @@ def _tile_spans(size: int, tile: int, overlap: int, align: int = 1) -> list[tupl
     n = math.ceil((size - tile) / (tile - overlap - (align - 1))) + 1
     starts = [i * (size - tile) // (n - 1) // align * align for i in range(n)]
     return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], size)]
-
-
-def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> list[Tile]:
-    """Tiles of about tile x tile px covering the image, row by row (see module notes)."""
-    return [
-        Tile(y0, y1, x0, x1)
-        for y0, y1 in _tile_spans(height, tile, overlap, align)
-        for x0, x1 in _tile_spans(width, tile, overlap, align)
-    ]
 
 
 def _ramp(overlap: int) -> Tensor:
@@ -92,23 +73,9 @@ def _window_1d(length: int, overlap: int, at_start: bool, at_end: bool) -> Tenso
     return w
 
 
-def blend_weights(
-    tile_h: int, tile_w: int, overlap: int,
-    at_top: bool, at_bottom: bool, at_left: bool, at_right: bool,
-) -> Tensor:
-    """Feathering window [tile_h, tile_w] of a tile (not normalised; see module notes).
-
-    The at_* flags say which sides of the tile lie on the image border, where the window
-    stays 1 so that nothing darkens at the edges of the image.
-    """
-    wy = _window_1d(tile_h, overlap, at_top, at_bottom)
-    wx = _window_1d(tile_w, overlap, at_left, at_right)
-    return wy[:, None] * wx[None, :]
-
-
-def _axis_weights(size: int, tile: int, overlap: int, align: int) -> list[tuple[int, int, Tensor]]:
+def axis_weights(size: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int, Tensor]]:
     """(start, stop, weights) of the tiles along one axis; the weights sum to 1 at every pixel."""
-    spans = _tile_spans(size, tile, overlap, align)
+    spans = tile_spans(size, tile, overlap, align)
     windows = [_window_1d(b - a, overlap, a == 0, b == size) for a, b in spans]
     total = torch.zeros(size)
     for (a, b), w in zip(spans, windows):
@@ -138,8 +105,8 @@ def run_tiled(
         raise ValueError(f"x must be [1, C, H, W], got {list(x.shape)}")
     height, width = x.shape[-2:]
     tile_h, tile_w = tile_size(tile)
-    rows = _axis_weights(height, tile_h, overlap, align)
-    cols = _axis_weights(width, tile_w, overlap, align)
+    rows = axis_weights(height, tile_h, overlap, align)
+    cols = axis_weights(width, tile_w, overlap, align)
     total = len(rows) * len(cols)
     out: Tensor | None = None
     done = 0

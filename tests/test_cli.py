@@ -1,8 +1,12 @@
 """The `nrkdeblur` command through click's CliRunner (and one real subprocess)."""
 
 import errno
+import os
+import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ from nrkdeblur.weights import save_weights
 from test_imageio import exif_with, make_dng, read_exif
 
 TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=False)
+REPO = Path(__file__).resolve().parents[1]
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
@@ -172,14 +177,43 @@ def test_maps_have_the_right_sizes_and_values(tmp_path, weights):
     assert Image.open(tmp_path / "coef" / "p_atoms.png").size[0] > 0
 
 
-def test_tile_options_reach_the_model_and_a_single_tile_is_exact(tmp_path, weights):
-    src = photo(tmp_path / "p.png", size=(150, 170))
+def test_tile_options_reach_the_model_and_a_single_tile_is_exact(tmp_path, weights, monkeypatch):
+    import nrkdeblur.inference as inference
+
+    tiles = []  # (tile, overlap, shapes of the tiles the network saw) of every tiled photo
+    real = inference.run_tiled
+
+    def spy(fn, x, tile, overlap, on_tile=None, align=1):
+        seen = []
+        tiles.append((tile, overlap, seen))
+        return real(lambda t: seen.append(tuple(t.shape[-2:])) or fn(t), x, tile, overlap, on_tile, align)
+
+    monkeypatch.setattr(inference, "run_tiled", spy)
+    src = photo(tmp_path / "p.png", size=(64, 800))
     common = ["-o", tmp_path / "o", "--weights", weights, "--format", "tiff", "--overwrite"]
-    assert run(src, *common, "--defocus-map", tmp_path / "m1").exit_code == 0
+    assert run(src, *common, "--defocus-map", tmp_path / "m0").exit_code == 0
+    assert tiles == []  # small enough to run whole
     whole = read_photo(tmp_path / "o" / "p.tiff").pixels
-    r = run(src, *common, "--defocus-map", tmp_path / "m2", "--tile", 384, "--tile-overlap", 64)
-    assert r.exit_code == 0  # fits one tile: identical
-    assert np.array_equal(read_photo(tmp_path / "o" / "p.tiff").pixels, whole)
+    whole_map = np.asarray(Image.open(tmp_path / "m0" / "p_defocus.tiff"))
+
+    r = run(src, *common, "--defocus-map", tmp_path / "m1", "--tile", 384, "--tile-overlap", 64)
+    assert r.exit_code == 0, r.output
+    (tile, overlap, seen), = tiles
+    assert (tile, overlap) == ((384, 384), 64) and seen == [(64, 384)] * 3  # three tiles across
+    tiled = read_photo(tmp_path / "o" / "p.tiff").pixels
+    assert tiled.shape == whole.shape and not np.array_equal(tiled, whole)
+    assert np.abs(tiled - whole).mean() * 255 < 0.5  # blended seams, close to the whole photo
+    tiled_map = np.asarray(Image.open(tmp_path / "m1" / "p_defocus.tiff"))
+    assert tiled_map.shape == (64, 800) and np.abs(tiled_map - whole_map).mean() < 0.1
+
+    assert run(src, *common, "--tile", 384, "--tile-overlap", 192).exit_code == 0
+    assert tiles[-1][1] == 192 and len(tiles[-1][2]) == 4  # more overlap, one more tile
+
+    small = photo(tmp_path / "s.png", size=(150, 170))
+    assert run(small, *common).exit_code == 0
+    alone = read_photo(tmp_path / "o" / "s.tiff").pixels
+    assert run(small, *common, "--tile", 384, "--tile-overlap", 64).exit_code == 0
+    assert np.array_equal(read_photo(tmp_path / "o" / "s.tiff").pixels, alone)  # fits one tile: identical
 
 
 def test_bad_inputs_fail_one_line_each_and_the_batch_goes_on(tmp_path, weights):
@@ -220,14 +254,15 @@ def test_unwritable_output_and_full_disk(tmp_path, weights, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("content, message", [(b"garbage" * 9, "not a valid safetensors"), (None, "no such weights")])
-def test_bad_weights_file_is_one_clear_line(tmp_path, content, message):
+@pytest.mark.parametrize("content, message, code", [(b"garbage" * 9, "not a valid safetensors", 1),
+                                                    (None, "does not exist", 2)])
+def test_bad_weights_file_is_one_clear_line(tmp_path, content, message, code):
     src = photo(tmp_path / "in.png")
     w = tmp_path / "w.safetensors"
     if content is not None:
         w.write_bytes(content)
     r = run(src, "--weights", w)
-    assert r.exit_code == 1 and message in r.stderr and "Traceback" not in r.output
+    assert r.exit_code == code and message in r.stderr and "Traceback" not in r.output
     assert not (tmp_path / "in_sharp.png").exists()
 
 
@@ -262,8 +297,9 @@ def test_every_command_has_help_with_examples(command):
 
 def test_python_m_and_the_debug_flag_show_a_traceback(tmp_path):
     photo(tmp_path / "in.png")
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage" * 9)
     r = subprocess.run([sys.executable, "-m", "nrkdeblur", str(tmp_path / "in.png"), "--weights",
-                        str(tmp_path / "none.safetensors"), "--debug"], capture_output=True, text=True)
+                        str(tmp_path / "bad.safetensors"), "--debug"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1 and "Traceback" in r.stderr
 
 
@@ -277,3 +313,146 @@ def test_maps_of_two_inputs_never_share_a_name(tmp_path, weights):
             "--defocus-map", tmp_path / "maps2")
     assert r.exit_code == 1 and "maps would overwrite" in r.stderr
     assert len(list((tmp_path / "maps2").glob("a_defocus.png"))) == 1
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Record every model load; a test that expects none asserts the list stays empty."""
+    import nrkdeblur.pipeline as pipeline
+
+    loads = []
+    real = pipeline.open_default_weights
+    monkeypatch.setattr(pipeline, "open_default_weights", lambda *a: loads.append(a) or real(*a))
+    return loads
+
+
+def test_an_output_nothing_can_write_is_refused_before_the_model_loads(tmp_path, weights, no_model):
+    src = photo(tmp_path / "in.png")
+    r = run(src, "-o", tmp_path / "x.xyz", "--weights", weights)
+    assert r.exit_code == 1 and no_model == []
+    assert "in.png: output" in r.stderr and "cannot write .xyz files" in r.stderr and "Traceback" not in r.output
+    gif = photo(tmp_path / "still.gif")  # readable, but its default output in_sharp.gif is not writable
+    (tmp_path / "file").write_text("x")
+    r = run(gif, "--weights", weights)
+    assert r.exit_code == 1 and "cannot write .gif files" in r.stderr and no_model == []
+    r = run(src, "-o", tmp_path / "file" / "out.png", "--weights", weights)  # a parent is a file
+    assert r.exit_code == 1 and "is not a folder" in r.stderr and no_model == []
+    # in a batch the others go on, and the refusal comes first, before the model loads
+    r = run(src, gif, "-o", tmp_path / "out", "--weights", weights)
+    assert r.exit_code == 1 and "1 done, 0 skipped, 1 failed" in r.stderr and len(no_model) == 1
+    assert r.stderr.index("cannot write .gif") < r.stderr.index("1 done")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["in.png"]
+    r = run(gif, "--format", "png", "--weights", weights)  # the way out the message names
+    assert r.exit_code == 0 and (tmp_path / "still_sharp.png").is_file()
+
+
+def test_animations_and_multi_page_files_are_refused_not_cut(tmp_path, weights):
+    frames = [Image.fromarray(np.full((16, 20, 3), 60 * i, np.uint8)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    photo(tmp_path / "good.png")
+    r = run(tmp_path / "anim.gif", tmp_path / "pages.tif", tmp_path / "good.png", "-o", tmp_path / "out",
+            "--format", "png", "--weights", weights)
+    assert r.exit_code == 1 and "1 done, 0 skipped, 2 failed" in r.stderr
+    assert "anim.gif: has 3 frames (an animation)" in r.stderr
+    assert "pages.tif: has 3 frames (a multi-page file)" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
+
+
+SLOW_WRITE = """
+import sys, time
+import nrkdeblur.imageio as imageio
+
+def slow(f, *args):  # write part of the file, say so, then wait to be stopped
+    f.write(bytes(4096))
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+imageio._write_with_pillow = slow
+from nrkdeblur.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("sig, code, message", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                                (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_mid_write_leaves_nothing_behind(tmp_path, weights, sig, code, message):
+    src = photo(tmp_path / "in.png")
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", SLOW_WRITE, str(src), "-o", str(out / "o.png"), "--weights",
+                              str(weights)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n", child.stderr.read()
+        (tmp,) = out.iterdir()  # the half-written temporary file, named with the writer's process id
+        assert re.fullmatch(rf"\.o\.png\.tmp-{child.pid}-[0-9a-f]{{8}}", tmp.name) and tmp.stat().st_size == 4096
+        child.send_signal(sig)
+        assert child.wait(timeout=60) == code
+    finally:
+        child.kill()
+    stderr = child.stderr.read()
+    assert message in stderr and "Traceback" not in stderr
+    assert list(out.iterdir()) == []
+
+
+def test_the_next_run_removes_stale_temporary_files_of_dead_processes_only(tmp_path, weights):
+    out = tmp_path / "out"
+    out.mkdir()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its process id now belongs to no process
+    dead = out / f".o.png.tmp-{finished.pid}-0123abcd"
+    live = out / f".o.png.tmp-{os.getppid()}-0123abcd"  # pytest's parent: running
+    other = out / ".o.png.tmp-notours"
+    for p in (dead, live, other):
+        p.write_bytes(b"partial")
+    r = run(photo(tmp_path / "in.png"), "-o", out / "o.png", "--weights", weights)
+    assert r.exit_code == 0, r.output
+    assert f"removed {dead}" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, other.name, "o.png"])
+
+
+def test_every_exit_code(tmp_path, weights, monkeypatch):
+    handler = signal.getsignal(signal.SIGTERM)
+    src = photo(tmp_path / "in.png")
+    assert run(src, "-o", tmp_path / "a.png", "--weights", weights).exit_code == 0
+    assert run(src, "-o", tmp_path / "a.png", "--weights", weights).exit_code == 0  # nothing left to do
+    assert run(src, tmp_path / "missing.png", "-o", tmp_path / "b", "--weights", weights).exit_code == 1
+    usage = [["--strength", "1.5"], ["--strength", "-0.1"], ["--quality", "0"], ["--tile", "100"],
+             ["--tile", "400", "--tile-overlap", "201"], ["--device", "tpu"], ["--format", "gif"], ["--no-such-flag"]]
+    for flags in usage:
+        r = run(src, "-o", tmp_path / "c.png", "--weights", weights, *flags)
+        assert r.exit_code == 2, (flags, r.output)
+        assert "Traceback" not in r.output and r.output.strip().splitlines()[-1].startswith("Error:")
+    assert run().exit_code == 2  # no input at all
+    assert run(src, "-o", src, "--weights", weights).exit_code == 1  # refused: would overwrite the input
+
+    import nrkdeblur.pipeline as pipeline
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "process_one", ctrl_c)
+    r = run(src, "-o", tmp_path / "d.png", "--weights", weights)
+    assert r.exit_code == 130 and "interrupted" in r.stderr and "Aborted" not in r.output
+    assert signal.getsignal(signal.SIGTERM) is handler  # the command's handler is put back
+    helps = run("--help").output + run("deblur", "--help").output
+    assert all(f"{code} " in helps for code in (0, 1, 2, 130, 143)) and "Exit status" in helps
+
+
+def test_strength_zero_returns_the_input(tmp_path, weights):
+    src = photo(tmp_path / "in.png", size=(48, 64))
+    r = run(src, "-o", tmp_path / "same.png", "--weights", weights, "--strength", 0)
+    assert r.exit_code == 0, r.output
+    a = np.asarray(Image.open(src), dtype=int)
+    assert np.abs(np.asarray(Image.open(tmp_path / "same.png"), dtype=int) - a).max() <= 1
+    assert run(src, "-o", tmp_path / "full.png", "--weights", weights).exit_code == 0
+    assert np.abs(np.asarray(Image.open(tmp_path / "full.png"), dtype=int) - a).mean() > 1  # 1 changes it
+    r = run(src, "-o", tmp_path / "x.png", "--weights", weights, "--strength", 2)
+    assert r.exit_code == 2 and "--strength" in r.output
+
+
+def test_the_speed_of_a_tiny_photo_is_not_rounded_to_zero(tmp_path, weights):
+    r = run(photo(tmp_path / "in.png", size=(8, 8)), "--weights", weights)
+    assert r.exit_code == 0
+    (speed,) = re.findall(r"\(([0-9.e+-]+) MP/s\)", r.stderr)
+    assert float(speed) > 0 and len(speed.replace("0.", "").lstrip("0")) >= 3  # three significant digits

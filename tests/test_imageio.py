@@ -487,3 +487,17 @@ def test_unparsable_exif_does_not_stop_reading(tmp_path):
     assert photo.pixels.shape == (8, 8, 3)
     write_photo(tmp_path / "e.tif", photo)  # a block that is not a TIFF structure is left out
     assert read_photo(tmp_path / "e.tif").pixels.shape == (8, 8, 3)
+
+
+def test_mpo_photos_are_read_as_their_primary_image(tmp_path):
+    """Many cameras and phones save JPEGs as MPO, with preview or depth frames after the photo."""
+    y, x = np.mgrid[0:24, 0:32]
+    a = np.dstack([x * 8, y * 10, np.full_like(x, 90)]).astype(np.uint8)  # smooth: JPEG keeps it closely
+    b = random_u8(12, 16, 3)
+    Image.fromarray(a).save(tmp_path / "phone.jpg", format="MPO", save_all=True, append_images=[Image.fromarray(b)],
+                            quality=100, subsampling=0)
+    with Image.open(tmp_path / "phone.jpg") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    photo = read_photo(tmp_path / "phone.jpg")
+    assert photo.pixels.shape == (24, 32, 3) and photo.source_format == "MPO"
+    assert np.abs(photo.pixels * 255 - a).mean() < 3  # the first frame, JPEG-compressed

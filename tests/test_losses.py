@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from nrkdeblur.config import NRKConfig
 from nrkdeblur.losses import fft_l1, nrk_loss, psnr
-from nrkdeblur.model import NRKNet
+from nrkdeblur.model import NRKNet, NRKOutput
 
 TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", head_batchnorm=False,
                  identity_start=True)
@@ -19,15 +19,26 @@ def batch():
     return NRKNet(TINY)(y, x), y, x
 
 
-def test_terms_follow_eq_12_to_14(batch):
-    out, y, x = batch  # identity: Z_t = Y_t and D_t(X_t) = X_t
+def test_terms_follow_eq_12_to_14():
+    """Every pyramid its own random tensors, so reading one in place of another changes the sum."""
+    torch.manual_seed(0)
+    sizes = [8, 16, 32]  # coarse to fine
+    pyr = lambda: [torch.rand(2, 3, s, s) for s in sizes]  # noqa: E731
+    out = NRKOutput(image=torch.rand(2, 3, 32, 32), gammas=None, scale_outputs=pyr(), reblurred=pyr(),
+                    blurry=pyr(), sharp=pyr())
+    x = torch.rand(2, 3, 32, 32)
     terms = nrk_loss(out, x, alpha=0.1, beta=0.1)
-    pairs = [(y, x)] + list(zip(out.blurry[::-1], out.sharp[::-1]))
-    mse = sum(w * F.mse_loss(a, b) for w, (a, b) in zip([1, 0.75, 0.5, 0.25], pairs))
-    fdr = sum(w * fft_l1(a, b) for w, (a, b) in zip([1, 0.75, 0.5, 0.25], pairs))
-    reblur = sum(w * F.mse_loss(b, a) for w, (a, b) in zip([0.75, 0.5, 0.25], pairs[1:]))
+    w = [1, 0.75, 0.5, 0.25]  # fused output, then scales fine to coarse
+    preds = [out.image] + out.scale_outputs[::-1]  # Z_t
+    targets = [x] + out.sharp[::-1]  # X_t
+    mse = sum(wt * F.mse_loss(z, t) for wt, z, t in zip(w, preds, targets))  # eq. 12
+    fdr = sum(wt * fft_l1(z, t) for wt, z, t in zip(w, preds, targets))  # eq. 13
+    reblur = sum(wt * F.mse_loss(d, y) for wt, d, y in zip(w[1:], out.reblurred[::-1], out.blurry[::-1]))  # eq. 14
     assert torch.allclose(terms.mse, mse) and torch.allclose(terms.fdr, fdr) and torch.allclose(terms.reblur, reblur)
     assert torch.allclose(terms.total, mse + 0.1 * fdr + 0.1 * reblur)
+    # the input pyramid in place of the model's outputs would give another value
+    wrong = sum(wt * F.mse_loss(z, t) for wt, z, t in zip(w, [out.image] + out.blurry[::-1], targets))
+    assert not torch.allclose(terms.mse, wrong, rtol=1e-3)
 
 
 def test_fft_term_is_the_l1_of_the_spectrum_difference():

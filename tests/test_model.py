@@ -12,9 +12,9 @@ from nrkdeblur.model import NRKNet, count_parameters, pyramid
 TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=True)
 
 
-def test_paper_preset_has_6_1_million_parameters():
-    n = count_parameters(NRKNet(preset("paper")))
-    assert abs(n - 6.1e6) / 6.1e6 < 0.10, n
+@pytest.mark.parametrize("name, count", [("paper", 6_094_107), ("cpu", 443_578)])
+def test_presets_have_their_exact_parameter_counts(name, count):
+    assert count_parameters(NRKNet(preset(name))) == count  # paper: the authors' 6.1 M
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

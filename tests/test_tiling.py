@@ -1,4 +1,4 @@
-"""Tests for nrkdeblur.tiling: tile plans, feathering windows and tiled == untiled."""
+"""Tests for nrkdeblur.tiling: tile spans, feathering weights and tiled == untiled."""
 
 from pathlib import Path
 
@@ -7,14 +7,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nrkdeblur.tiling import Tile, blend_weights, plan_tiles, run_tiled
+from nrkdeblur.tiling import axis_weights, run_tiled, tile_spans
 
 
-def coverage(tiles: list[Tile], height: int, width: int) -> torch.Tensor:
-    count = torch.zeros(height, width, dtype=torch.int32)
-    for t in tiles:
-        count[t.y0:t.y1, t.x0:t.x1] += 1
-    return count
+def grid(height: int, width: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int, int, int]]:
+    """The tiles run_tiled processes: every row span with every column span."""
+    return [(y0, y1, x0, x1) for y0, y1 in tile_spans(height, tile, overlap, align)
+            for x0, x1 in tile_spans(width, tile, overlap, align)]
 
 
 @pytest.mark.parametrize(
@@ -22,45 +21,45 @@ def coverage(tiles: list[Tile], height: int, width: int) -> torch.Tensor:
     [(97, 131, 32, 8), (97, 131, 48, 16), (512, 512, 256, 32), (513, 1000, 256, 32),
      (3000, 4000, 512, 64), (300, 40, 64, 63), (50, 50, 10, 0)],
 )
-def test_plan_tiles_cover_the_image_with_enough_overlap(height, width, tile, overlap):
-    tiles = plan_tiles(height, width, tile, overlap)
-    assert (coverage(tiles, height, width) >= 1).all()
-    for t in tiles:  # full size (shifted back at the border, never shrunk), inside the image
-        assert (t.y1 - t.y0, t.x1 - t.x0) == (min(tile, height), min(tile, width))
-        assert 0 <= t.y0 and t.y1 <= height and 0 <= t.x0 and t.x1 <= width
-    ys = sorted({(t.y0, t.y1) for t in tiles})
-    xs = sorted({(t.x0, t.x1) for t in tiles})
-    assert ys[0][0] == 0 and ys[-1][1] == height and xs[0][0] == 0 and xs[-1][1] == width
-    for spans in (ys, xs):
+def test_tiles_cover_the_image_with_enough_overlap(height, width, tile, overlap):
+    count = torch.zeros(height, width, dtype=torch.int32)
+    for y0, y1, x0, x1 in grid(height, width, tile, overlap):
+        count[y0:y1, x0:x1] += 1
+        # full size (shifted back at the border, never shrunk), inside the image
+        assert (y1 - y0, x1 - x0) == (min(tile, height), min(tile, width))
+        assert 0 <= y0 and y1 <= height and 0 <= x0 and x1 <= width
+    assert (count >= 1).all()
+    for size in (height, width):
+        spans = tile_spans(size, tile, overlap)
+        assert spans[0][0] == 0 and spans[-1][1] == size
         for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
             assert a0 < b0 and a1 - b0 >= overlap
-    assert len(tiles) == len(ys) * len(xs)
 
 
-def test_plan_tiles_single_tile_when_the_image_fits():
-    assert plan_tiles(100, 80, 128, 16) == [Tile(0, 100, 0, 80)]
-    assert plan_tiles(128, 128, 128, 16) == [Tile(0, 128, 0, 128)]
-    assert len(plan_tiles(129, 128, 128, 16)) == 2
+def test_single_tile_when_the_image_fits():
+    assert tile_spans(100, 128, 16) == [(0, 100)]
+    assert tile_spans(128, 128, 16) == [(0, 128)]
+    assert len(tile_spans(129, 128, 16)) == 2
 
 
 @pytest.mark.parametrize("tile, overlap", [(0, 0), (16, 16), (16, 20), (16, -1)])
-def test_plan_tiles_rejects_bad_sizes(tile, overlap):
+def test_bad_sizes_are_rejected(tile, overlap):
     with pytest.raises(ValueError):
-        plan_tiles(100, 100, tile, overlap)
+        tile_spans(100, tile, overlap)
 
 
-def test_blend_weights_feather_inner_edges_only():
-    w = blend_weights(64, 64, 16, at_top=True, at_bottom=False, at_left=False, at_right=True)
-    assert w.shape == (64, 64) and w.dtype == torch.float32
-    assert ((w >= 0) & (w <= 1)).all()
-    assert (w[:48, 16:] == 1).all()  # interior and the image border (top, right) stay 1
-    row = w[20]  # across the left (inner) edge: 0 on the first quarter of the overlap, then rises
-    assert (row[:4] == 0).all() and (row[12:] == 1).all()
-    assert (row[1:] >= row[:-1]).all() and (row[1:] - row[:-1]).max() < 0.3  # monotone, smooth
-    assert torch.allclose(w[:, 20].flip(0)[:16], row[:16])  # same ramp at the bottom edge
-    ramp = row[:16]
-    assert torch.allclose(ramp + ramp.flip(0), torch.ones(16))  # neighbours' ramps sum to 1
-    assert (blend_weights(10, 7, 4, True, True, True, True) == 1).all()  # a lone tile
+def test_weights_feather_inner_edges_only_and_sum_to_one():
+    (a0, a1, w0), (b0, b1, w1) = axis_weights(112, 64, 16)  # two tiles sharing 16 px
+    assert (a0, a1, b0, b1) == (0, 64, 48, 112)
+    assert w0.dtype == torch.float32 and ((w0 >= 0) & (w0 <= 1)).all()
+    assert (w0[:48] == 1).all() and (w1[16:] == 1).all()  # interior and the image border stay 1
+    ramp = w1[:16]  # across the second tile's inner edge: 0 on the first quarter, then rises
+    assert (ramp[:4] == 0).all() and (ramp[12:] == 1).all()
+    assert (ramp[1:] >= ramp[:-1]).all() and (ramp[1:] - ramp[:-1]).max() < 0.3  # monotone, smooth
+    assert torch.allclose(w0[48:] + ramp, torch.ones(16))  # the neighbours' weights sum to 1
+    assert torch.allclose(w0[48:], ramp.flip(0))  # the same ramp, mirrored
+    (only,) = axis_weights(10, 16, 4)
+    assert only[:2] == (0, 10) and (only[2] == 1).all()  # a lone tile
 
 
 def test_normalised_weights_sum_to_one():
@@ -112,7 +111,7 @@ def test_progress_callback_and_output_on_cpu():
     seen = []
     x = torch.rand(1, 3, 97, 131, dtype=torch.float64)
     got = run_tiled(lambda t: t[:, :1], x, tile=32, overlap=8, on_tile=lambda d, n: seen.append((d, n)))
-    total = len(plan_tiles(97, 131, 32, 8))
+    total = len(grid(97, 131, 32, 8))
     assert seen == [(i, total) for i in range(1, total + 1)]
     assert got.dtype == torch.float32 and got.device.type == "cpu" and got.shape == (1, 1, 97, 131)
 
@@ -150,15 +149,14 @@ def test_big_image_runs_in_bounded_memory():
     y = run_tiled(lambda t: t * 2, x, tile=512, overlap=32)
     growth = _rss_bytes("VmHWM") - before
     out_bytes = y.numel() * 4  # 48 MB; 63 tiles of 1 MB each
-    assert len(plan_tiles(3000, 4000, 512, 32)) == 63
+    assert len(grid(3000, 4000, 512, 32)) == 63
     assert growth < 1.5 * out_bytes, f"peak growth {growth / 2**20:.0f} MB"
     assert torch.allclose(y, 2 * x, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("size, tile, overlap, align", [(1000, 256, 64, 16), (4000, 1264, 128, 16), (500, 256, 128, 16)])
 def test_aligned_tiles_start_on_the_grid_and_still_overlap(size, tile, overlap, align):
-    tiles = plan_tiles(size, size + 7, tile, overlap, align)
-    ys = sorted({(t.y0, t.y1) for t in tiles})
+    ys = tile_spans(size, tile, overlap, align)
     assert ys[0][0] == 0 and ys[-1][1] == size
     assert all(y0 % align == 0 for y0, _ in ys)
     assert all(y1 - y0 <= tile + align - 1 for y0, y1 in ys)

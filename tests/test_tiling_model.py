@@ -10,7 +10,7 @@ import torch
 
 from nrkdeblur.imageio import read_photo
 from nrkdeblur.inference import DEFAULT_OVERLAP, MIN_TILE, bytes_per_pixel, choose_tile, deblur
-from nrkdeblur.tiling import _tile_spans
+from nrkdeblur.tiling import tile_spans
 from nrkdeblur.weights import default_weights, load_model
 
 PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "kodak24-defocus" / "blur" / "kodim05.png"
@@ -50,7 +50,7 @@ def test_tile_shape_minimises_the_pixels_processed(model):
     budget = int(1264 * 1264 * bytes_per_pixel(model))  # a square tile of 1264 fits
     th, tw = choose_tile(model, 3000, 4000, cpu, budget=budget)
     assert (th, tw) == (1616, 976)
-    rows, cols = _tile_spans(3000, th, DEFAULT_OVERLAP, 16), _tile_spans(4000, tw, DEFAULT_OVERLAP, 16)
+    rows, cols = tile_spans(3000, th, DEFAULT_OVERLAP, 16), tile_spans(4000, tw, DEFAULT_OVERLAP, 16)
     assert len(rows) * len(cols) == 10  # 15.8 MP processed; squares of 1264: 3 x 4 = 19.2 MP
     for spans in (rows, cols):  # neighbours still share the full overlap
         assert all(a1 - b0 >= DEFAULT_OVERLAP for (_, a1), (b0, _) in zip(spans, spans[1:]))

@@ -124,7 +124,7 @@ def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, v
     assert refused.exit_code == 1 and "is at step 3, past the 2 steps asked for" in refused.output
     assert json.loads((run / "run.json").read_text())["steps"] == 3
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--lr", "0.1"])
-    assert refused.exit_code == 1 and "was started with lr=0.0001" in refused.output
+    assert refused.exit_code == 2 and "was started with lr=0.0001" in refused.output  # a usage error
     (run / "checkpoint.pt").write_bytes(b"not a zip file")
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "4"])
     assert refused.exit_code == 1 and "checkpoint.pt: not a readable checkpoint" in refused.output

@@ -16,6 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..imageio import IMAGE_EXTENSIONS, list_images, read_photo
+from ..levels import to_levels
 from .defocus import RenderSettings, render_pair
 
 INFINITE_LENGTH = 10**9  # SyntheticDefocus is an endless stream indexed by training step
@@ -34,7 +35,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_uint8(path: str | Path) -> np.ndarray:
     """Read an image as HxWx3 uint8 (16-bit files are rounded to 8 bits)."""
-    return (read_image(path) * 255 + 0.5).astype(np.uint8)
+    return to_levels(read_image(path))
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -163,7 +164,7 @@ def write_frozen_set(
     for i, (path, name) in enumerate(zip(paths, names)):
         pair = render_pair(shrink(read_image(path), scale), np.random.default_rng([seed, i]), settings)
         for folder, image in (("blur", pair.blurry), ("sharp", pair.sharp)):
-            pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+            pixels = to_levels(image)
             Image.fromarray(pixels).save(out_dir / folder / f"{name}.png")
         write_radius_map(out_dir / "radius" / f"{name}.tiff", pair.kernel_rms)
     return names
@@ -173,7 +174,7 @@ def shrink(image: np.ndarray, scale: float) -> np.ndarray:
     """An HxWx3 float image resized by `scale` <= 1 (box filter for 1/n, else Lanczos)."""
     if scale >= 1.0:
         return image
-    pil = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+    pil = Image.fromarray(to_levels(image))
     factor = 1.0 / scale
     if abs(factor - round(factor)) < 1e-6:
         pil = pil.reduce(int(round(factor)))

@@ -36,6 +36,7 @@ from PIL import Image, ImageDraw
 from scipy import fft as sfft
 from scipy import ndimage
 
+from ..levels import to_levels
 from ..srgb import linear_to_srgb, srgb_to_linear
 
 APERTURE_KINDS = ("disk", "polygon", "rim", "soft", "cateye")
@@ -523,13 +524,13 @@ def encode_8bit(srgb: np.ndarray, rng: np.random.Generator, settings: RenderSett
     if rng.random() < settings.p_jpeg:
         lo, hi = settings.jpeg_quality_range
         quality = int(rng.integers(lo, hi + 1))
-        image = Image.fromarray(np.round(np.clip(srgb, 0, 1) * 255).astype(np.uint8))
+        image = Image.fromarray(to_levels(srgb))
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=quality)
         buffer.seek(0)
         return np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
     if settings.quantize:
-        return np.round(np.clip(srgb, 0, 1) * 255).astype(np.float32) / 255.0
+        return to_levels(srgb).astype(np.float32) / 255.0
     return np.clip(srgb, 0, 1).astype(np.float32)
 
 

@@ -1,0 +1,157 @@
+"""nrkdeblur from Python: load the model once, then deblur arrays, PIL images and files.
+
+    import nrkdeblur
+
+    deblurrer = nrkdeblur.load()                          # shipped weights; CUDA if there is one
+    sharp = deblurrer.deblur(image)                       # numpy array or PIL image: same kind back
+    sharp, defocus = deblurrer.deblur(image, defocus_map=True)
+    nrkdeblur.deblur_file("in.jpg", "out.jpg")            # what `nrkdeblur in.jpg -o out.jpg` does
+
+Arrays and files take the same road as the command line: pipeline.DeblurOptions holds the
+settings, pipeline.run_model tiles and runs the network, pipeline.process_one reads and
+writes files. Nothing here imports click or rich.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .batch import plan
+from .imageio import ImageError, pil_samples, remove_stale_temp_files
+from .inference import MIN_TILE, resolve_device
+from .levels import bits_of, from_levels, to_levels
+from .model import NRKNet
+from .pipeline import DeblurOptions, open_default_weights, output_folders, process_one, run_model
+
+_KEEP_INFO = ("icc_profile", "exif", "dpi")  # what a PIL image gets back of its metadata
+
+
+class _Silent:
+    """A pipeline.Report that reports nothing: errors are raised to the caller instead."""
+
+    def start(self, total: int) -> None: ...
+    def file_done(self) -> None: ...
+    def tile(self, done: int, total: int) -> None: ...
+    def note(self, message: str) -> None: ...
+    def error(self, path: Path, reason: str) -> None: ...
+
+
+class Deblurrer:
+    """A loaded NRKNet with its settings; make one with `nrkdeblur.load()`.
+
+    model: the network, on its device. options: the settings every call starts from
+    (weights, device and half are those it was loaded with).
+    """
+
+    def __init__(self, model: NRKNet, options: DeblurOptions):
+        self.model = model
+        self.options = options
+
+    def deblur(self, image, strength: float = 1.0, tile: int | None = None, defocus_map: bool = False,
+               linear: bool = False):
+        """Deblur a photo given as a numpy array or a PIL image.
+
+        image: numpy array HxW, HxWx1 (grey), HxWx3 (RGB), HxWx2 or HxWx4 (the last channel
+            is alpha, passed through unchanged), uint8, uint16 or float (0..1); or a PIL
+            image (modes L, LA, RGB, RGBA, I;16 are kept; P, 1, CMYK... come back as RGB(A)
+            or L). The result has the input's kind, shape, dtype and (PIL) mode.
+        strength: how much of the network's change to keep: 0 = the input, 1 = the output.
+        tile: tile side in pixels, at least MIN_TILE (384); None chooses from the memory free.
+        defocus_map: also return the defocus scale, an HxW float32 array in pixels.
+        linear: the pixels are linear light rather than sRGB (pipeline.DeblurOptions).
+        Returns the deblurred image, or (image, defocus map) with defocus_map.
+        """
+        if tile is not None and tile < MIN_TILE:
+            raise ValueError(f"tile must be at least {MIN_TILE} pixels, not {tile}")
+        options = dataclasses.replace(self.options, strength=strength, tile=tile, linear=linear)
+        if isinstance(image, Image.Image):
+            color, alpha, bits = pil_samples(image)
+            pixels = from_levels(color)
+        else:
+            pixels, alpha, bits, restore_shape = _split_array(np.asarray(image))
+        result = run_model(self.model, pixels, options, defocus=defocus_map)
+        out = np.clip(result.image, 0.0, 1.0)
+        if isinstance(image, Image.Image):
+            restored = _to_pil(to_levels(out, bits), alpha, image)
+        else:
+            out = out.astype(image.dtype) if bits is None else to_levels(out, bits)
+            if alpha is not None:
+                out = np.concatenate([out, alpha[..., None]], axis=2)
+            restored = out.reshape(restore_shape)
+        return (restored, result.defocus) if defocus_map else restored
+
+    def deblur_file(self, src: str | os.PathLike, dst: str | os.PathLike | None = None, **options) -> Path:
+        """Deblur one file as the command line does and return the output's path.
+
+        dst: a file, a folder, or None for SRC's folder as NAME_sharp.EXT (batch.plan's
+        rules). options: fields of pipeline.DeblurOptions (strength, tile, fmt, quality,
+        overwrite, defocus_dir, coef_dir, linear ...). Raises ImageError for a file that
+        cannot be read or written, FileExistsError if the output exists and not overwrite.
+        """
+        opts = dataclasses.replace(self.options, **options)
+        jobs, problems = plan([Path(src)], None if dst is None else Path(dst), fmt=opts.fmt, maps=opts.maps)
+        if problems:
+            raise ImageError(f"{problems[0].path}: {problems[0].reason}")
+        job = jobs[0]
+        if job.output.exists() and not opts.overwrite:
+            raise FileExistsError(f"{job.output}: exists (pass overwrite=True to replace it)")
+        for folder in output_folders(jobs, opts):
+            remove_stale_temp_files(folder)
+        process_one(self.model, job, opts, _Silent())
+        return job.output
+
+
+def load(weights: str | os.PathLike | None = None, device: str = "auto", half: bool = False) -> Deblurrer:
+    """Load NRKNet once for many photos.
+
+    weights: a .safetensors file from `nrkdeblur train` or `convert`; None for the shipped
+    weights. device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", "mps".
+    half: float16 on a GPU.
+    """
+    options = DeblurOptions(weights=None if weights is None else Path(weights), device=str(device), half=half)
+    dev = resolve_device(options.device)
+    return Deblurrer(open_default_weights(options.weights, dev), dataclasses.replace(options, device=str(dev)))
+
+
+def deblur_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, **options) -> Path:
+    """Load the model and deblur one file (Deblurrer.deblur_file); options: fields of
+    pipeline.DeblurOptions, weights, device and half included. For many files, load()
+    once and call its deblur_file."""
+    opts = DeblurOptions(**options)
+    deblurrer = load(opts.weights, opts.device, opts.half)
+    return deblurrer.deblur_file(src, dst, **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
+                                             if f.name not in ("weights", "device", "half")})
+
+
+def _split_array(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int | None, tuple[int, ...]]:
+    """(float pixels HxWxC (C = 1 or 3), alpha or None, bits (None for floats), shape) of an array."""
+    shape = a.shape
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"image must be HxW, HxWx1, HxWx2, HxWx3 or HxWx4, got shape {shape}")
+    alpha = a[..., -1] if a.shape[2] in (2, 4) else None
+    color = a[..., :-1] if alpha is not None else a
+    if a.dtype in (np.uint8, np.uint16):
+        return from_levels(color), alpha, bits_of(a), shape
+    if np.issubdtype(a.dtype, np.floating):
+        return np.ascontiguousarray(color, dtype=np.float32), alpha, None, shape
+    raise ValueError(f"image must be uint8, uint16 or float (0..1), got {a.dtype}")
+
+
+def _to_pil(samples: np.ndarray, alpha: np.ndarray | None, like: Image.Image) -> Image.Image:
+    """A PIL image of uint8/uint16 samples HxWxC and alpha, with `like`'s metadata."""
+    if samples.dtype == np.uint16:  # 16-bit grey, the only 16-bit mode PIL has
+        im = Image.fromarray(samples[..., 0])
+        if im.mode != "I;16":
+            im = im.convert("I;16")
+    else:
+        channels = samples if alpha is None else np.dstack([samples, alpha])  # L, LA, RGB or RGBA
+        im = Image.fromarray(channels[..., 0] if channels.shape[2] == 1 else channels)
+    im.info.update({k: like.info[k] for k in _KEEP_INFO if k in like.info})
+    return im
