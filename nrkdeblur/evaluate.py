@@ -85,7 +85,8 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 def map_scores(pred: np.ndarray, true: np.ndarray) -> tuple[float | None, float]:
     """(Spearman rank correlation, mean absolute error in px) of a predicted HxW defocus map
-    against the true one; the correlation is None when the truth is constant."""
+    against the true one; the correlation is None when the truth is constant, 0 when the
+    prediction is."""
     from scipy.stats import spearmanr
 
     if pred.shape != true.shape:
@@ -94,6 +95,8 @@ def map_scores(pred: np.ndarray, true: np.ndarray) -> tuple[float | None, float]
     mae = float(np.abs(pred - true).mean())
     if true.min() == true.max():
         return None, mae
+    if pred.min() == pred.max():  # a flat map ranks nothing: no correlation
+        return 0.0, mae
     rho = spearmanr(pred, true).statistic
     return (None if np.isnan(rho) else float(rho)), mae
 

@@ -198,6 +198,7 @@ def test_map_scores_rank_correlation_and_error_in_pixels():
     rho, _ = map_scores(true[:, ::-1].copy(), true)
     assert rho == pytest.approx(-1.0)
     assert map_scores(true, np.zeros_like(true))[0] is None  # constant truth: no correlation
+    assert map_scores(np.ones_like(true), true)[0] == 0.0  # a flat map ranks nothing
 
 
 def test_eval_scores_sets_worst_image_and_defocus_map(tmp_path):
