@@ -166,6 +166,12 @@ def connect(ray, options: DeblurOptions) -> bool:
         if options.debug:
             raise
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        causes = [e]
+        while causes[-1].__cause__ is not None:
+            causes.append(causes[-1].__cause__)
+        if any("AuthenticationError" in f"{type(c).__name__} {c}" for c in causes):  # Ray nests it as text
+            raise ClusterError(f"{where} asks for its token: set RAY_AUTH_MODE=token, with the cluster's "
+                               "token in ~/.ray/auth_token or RAY_AUTH_TOKEN") from e
         raise ClusterError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from e
     return True
 
