@@ -5,12 +5,12 @@
 Writes PHOTOS synthetic photos (fixed seed) to a temporary folder, then runs each
 configuration as a fresh process, in turn, ROUNDS times, and times it from start to exit:
 
-    local x2       nrkdeblur IN -o OUT                      (torch's default: all cores)
-    local x1       the same with OMP_NUM_THREADS=1          (one torch thread)
-    ray 1x1        nrkdeblur IN -o OUT --engine ray --workers 1, Ray's node given one CPU
+    local x1       nrkdeblur IN -o OUT -q with OMP_NUM_THREADS=1   (one torch thread)
+    ray 1x1        ... --engine ray --workers 1, Ray's node given one CPU
                    (RAY_OVERRIDE_RESOURCES), so the one worker runs one torch thread
-    ray 1x2        ... --engine ray --workers 1             (one worker, all cores)
     ray 2x1        ... --engine ray --workers 2             (two workers, one thread each)
+    local x2       nrkdeblur IN -o OUT -q                    (torch's default: all cores)
+    ray 1x2        ... --engine ray --workers 1             (one worker, all cores)
 
 and, with --startup, each configuration on one 64x64 photo (what starting and stopping
 cost), to give the same ratios on the time past start-up as well. Medians over the rounds;
@@ -38,12 +38,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CONFIGS = {  # name: (extra arguments, extra environment)
-    "local x2": ([], {}),
+CONFIGS = {  # name: (extra arguments, extra environment); run in this order, so pairs run side by side
     "local x1": ([], {"OMP_NUM_THREADS": "1"}),
     "ray 1x1": (["--engine", "ray", "--workers", "1"], {"RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 1})}),
-    "ray 1x2": (["--engine", "ray", "--workers", "1"], {}),
     "ray 2x1": (["--engine", "ray", "--workers", "2"], {}),
+    "local x2": ([], {}),
+    "ray 1x2": (["--engine", "ray", "--workers", "1"], {}),
 }
 
 

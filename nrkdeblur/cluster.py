@@ -32,7 +32,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from .batch import Job
-from .pipeline import DeblurOptions, Outcome, Report, attempt, open_default_weights
+from .pipeline import DeblurOptions, Outcome, Report, attempt, failure_reason, open_default_weights
 
 RETRIES = 2  # more tries for a photo whose worker died; then it is reported as failed
 CPUS_PER_WORKER = 4  # without GPUs and without --workers: one worker per 4 CPUs of a node
@@ -108,12 +108,22 @@ class Worker:
         self.model = open_default_weights(options.weights, resolve_device(options.device))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outcomes = [attempt(self.model, Job(Path(s), Path(o), Path(r)), self.options, Silent())
-                    for s, o, r in zip(batch["source"], batch["output"], batch["relative"])]
+        jobs = [Job(Path(s), Path(o), Path(r)) for s, o, r in zip(batch["source"], batch["output"], batch["relative"])]
+        outcomes = [self.run(job) for job in jobs]
         return {"index": batch["index"],
                 "done": np.array([o.reason is None for o in outcomes]),
                 "megapixels": np.array([o.megapixels for o in outcomes], dtype=np.float64),
                 "reason": np.array([o.reason or "" for o in outcomes], dtype=object)}
+
+    def run(self, job: Job) -> Outcome:
+        """pipeline.attempt; an error it lets through (a bug) is reported for this photo too,
+        as its traceback is on another machine (--debug raises it on the driver)."""
+        try:
+            return attempt(self.model, job, self.options, Silent())
+        except Exception as e:
+            if self.options.debug:
+                raise
+            return Outcome(0.0, failure_reason(job, e))
 
 
 def ray_engine(todo: list[Job], options: DeblurOptions, report: Report) -> Iterator[tuple[Job, Outcome]]:
@@ -159,6 +169,9 @@ def connect(ray, options: DeblurOptions) -> bool:
     level = logging.INFO if options.debug else logging.ERROR
     try:
         if address is None:
+            # Ray runs its workers at niceness 15, below everything else on the machine; here
+            # they are this command's own work, so they run as the local engine would
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(address="local", include_dashboard=False, log_to_driver=options.debug, logging_level=level)
         else:
             ray.init(address=address, log_to_driver=options.debug, logging_level=level)
@@ -178,8 +191,9 @@ def connect(ray, options: DeblurOptions) -> bool:
 
 def quiet(debug: bool) -> None:
     """Keep Ray Data's progress bars, execution logs and deprecation notices off the terminal
-    (its log file under the Ray log folder keeps them) and the raylet's worker-death notices
-    off stdout: the engine reports every photo itself. --debug shows them all."""
+    (its log file under the Ray log folder keeps them) and, for the rest of this process,
+    the raylet's worker-death notices off stdout: the engine reports every photo itself.
+    --debug shows them all."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
