@@ -85,6 +85,7 @@ def main() -> None:
         megapixels = synthetic_photos(work / "in", a.photos, tuple(a.size), a.seed)
         synthetic_photos(work / "one", 1, (64, 64), a.seed)
         runs: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        load: dict[str, list[float]] = {name: [] for name in CONFIGS}  # the machine's, after each run
         startup: dict[str, list[float]] = {name: [] for name in CONFIGS}
         for r in range(a.rounds):
             for name, (extra, env) in CONFIGS.items():
@@ -92,7 +93,9 @@ def main() -> None:
                 seconds = timed([str(work / "in"), "-o", str(out), "-q", *extra], env)
                 shutil.rmtree(out)
                 runs[name].append(seconds)
-                print(f"round {r + 1} {name}: {seconds:.1f} s, {megapixels / seconds:.3f} MP/s", flush=True)
+                load[name].append(os.getloadavg()[0])
+                print(f"round {r + 1} {name}: {seconds:.1f} s, {megapixels / seconds:.3f} MP/s, "
+                      f"load average {load[name][-1]:.1f}", flush=True)
             if a.startup:
                 for name, (extra, env) in CONFIGS.items():
                     seconds = timed([str(work / "one"), "-o", str(work / "o1"), "-q", *extra], env)
@@ -109,6 +112,7 @@ def main() -> None:
                     "python": platform.python_version()},
         "photos": a.photos, "size": list(a.size), "megapixels": megapixels, "rounds": a.rounds,
         "seconds": runs,
+        "load_average_after": load,
         "median_seconds": median,
         "megapixels_per_s": {name: megapixels / s for name, s in median.items()},
         "overhead_1_thread": median["ray 1x1"] / median["local x1"],

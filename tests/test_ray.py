@@ -47,11 +47,17 @@ def dying_workers(marker_dir: str):
 def local_ray(tmp_path_factory):
     markers = tmp_path_factory.mktemp("markers")
     package_root = str(Path(nrkdeblur.__file__).parents[1])  # the workers import the nrkdeblur under test
+    before = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"  # as the engine's own local instance: not starved on a busy machine
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
              runtime_env={"worker_process_setup_hook": dying_workers(str(markers)),
                           "env_vars": {"PYTHONPATH": package_root}})
     yield
     ray.shutdown()
+    if before is None:
+        del os.environ["RAY_worker_niceness"]
+    else:
+        os.environ["RAY_worker_niceness"] = before
 
 
 @pytest.fixture(scope="module")
