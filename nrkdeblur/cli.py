@@ -170,10 +170,16 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
 @click.option("--linear", is_flag=True, help=LINEAR_HELP)
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="How much of the network's change to keep: 0 = the input, 1 = the network's output.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: a pool of Ray actors on this machine or a cluster (pip install 'nrkdeblur[ray]').")
+@click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
+              help="With --engine ray: the cluster to join (default: start a local Ray instance).")
+@click.option("--workers", type=click.IntRange(1),
+              help="With --engine ray: actors, each loading the model once (default: one per GPU, or per 4 CPUs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, half, tile, tile_overlap,
-           defocus_dir, coef_dir, linear, strength, quiet, debug) -> None:
+           defocus_dir, coef_dir, linear, strength, engine, ray_address, workers, quiet, debug) -> None:
     """Deblur photos: files or folders in, all-in-focus photos out.
 
     Reads JPEG, PNG, TIFF, WebP, BMP (8 or 16 bit, grey, RGB, RGBA) and camera RAW
@@ -190,15 +196,25 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
       nrkdeblur shoot/ -o sharp/ -r                 keeps subfolders
       nrkdeblur shoot/*.CR2 -o sharp/ --defocus-map maps/
       nrkdeblur big.tif -o out.tif --tile 1024      bounded memory
+      nrkdeblur shoot/ -o sharp/ -r --engine ray    Ray actors (workers check their own devices)
     """
+    from .cluster import ClusterError
     from .pipeline import DeblurOptions, process_batch
 
+    if engine == "local" and workers is not None:
+        raise click.UsageError("--workers is for --engine ray")
     options = usage_errors(DeblurOptions, recursive=recursive, fmt=fmt, quality=quality, overwrite=overwrite,
-                           weights=weights, device=str(resolve_device(device)), half=half, tile=tile,
-                           overlap=tile_overlap, defocus_dir=defocus_dir, coef_dir=coef_dir, linear=linear,
-                           strength=strength, debug=debug)
+                           weights=weights, device=str(resolve_device(device)) if engine == "local" else device,
+                           half=half, tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir, coef_dir=coef_dir,
+                           linear=linear, strength=strength, debug=debug, engine=engine, ray_address=ray_address,
+                           workers=workers)
     with Reporter(quiet) as report, one_line_errors(debug):
-        summary = process_batch(list(inputs), output, options, report)
+        try:
+            summary = process_batch(list(inputs), output, options, report)
+        except ClusterError as e:
+            if debug:
+                raise
+            fail(str(e))
     if not quiet:
         console.print(f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "
                       f"in {summary.seconds:.1f} s{rate(summary.megapixels, summary.seconds)}")

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Callable, Iterator, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -73,6 +73,10 @@ class DeblurOptions:
         linear: the pixels are linear light, not sRGB (inference.deblur).
         strength: 0 returns the input, 1 the network's output; in between blends them.
         debug: let exceptions through instead of reporting them per file.
+        engine: "local" (this process) or "ray" (actors on a Ray cluster, cluster.py).
+        ray_address: the Ray cluster to join (None: $RAY_ADDRESS, else a local instance).
+        workers: Ray actors, each loading the model once (None: one per GPU, or one per
+            four CPUs when the cluster has no GPU).
     """
 
     recursive: bool = False
@@ -89,6 +93,9 @@ class DeblurOptions:
     linear: bool = False
     strength: float = 1.0
     debug: bool = False
+    engine: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.fmt is not None and self.fmt not in EXTENSION_OF_FORMAT:
@@ -109,7 +116,30 @@ class DeblurOptions:
 
 
 def process_batch(inputs: list[Path], output: Path | None, options: DeblurOptions, report: Report) -> Summary:
-    """Plan, skip what exists, load the model once, deblur and write every photo."""
+    """Plan, skip what exists, then deblur and write every photo on options.engine:
+    "local" (this process, the model loaded once) or "ray" (cluster.py)."""
+    if options.engine == "ray":
+        from .cluster import ray_engine
+
+        return process_jobs(inputs, output, options, report, ray_engine)
+    return process_jobs(inputs, output, options, report, local_engine)
+
+
+class Outcome(NamedTuple):
+    """What became of one job: its megapixels when done, else why it failed."""
+
+    megapixels: float
+    reason: str | None = None
+
+
+# An engine turns the jobs left to do into (job, outcome) pairs as they finish. It gets
+# ready (loads the model, starts workers) before it returns: the progress bar starts after.
+Engine = Callable[[list[Job], DeblurOptions, Report], Iterator[tuple[Job, Outcome]]]
+
+
+def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions, report: Report,
+                 engine: Engine) -> Summary:
+    """The batch around an engine: plan, report problems, skip what exists, count and time."""
     start = time.perf_counter()
     jobs, problems = plan(inputs, output, options.recursive, options.fmt, maps=options.maps)
     failed = [(p.path, p.reason) for p in problems]
@@ -125,27 +155,43 @@ def process_batch(inputs: list[Path], output: Path | None, options: DeblurOption
     for folder in sorted(output_folders(jobs, options)):
         for path in remove_stale_temp_files(folder):
             report.note(f"removed {path}, left by an earlier run that was killed")
-    model = open_default_weights(options.weights, resolve_device(options.device)) if todo else None
+    outcomes = engine(todo, options, report) if todo else iter(())
     report.start(len(todo))
     done, megapixels = 0, 0.0
-    for job in todo:
-        try:
-            megapixels += process_one(model, job, options, report)
+    for job, outcome in outcomes:
+        if outcome.reason is None:
+            megapixels += outcome.megapixels
             done += 1
-        except ImageError as e:
-            if options.debug:
-                raise
-            failed.append((job.source, str(e).removeprefix(f"{job.source}: ")))
-            report.error(job.source, failed[-1][1])
-        except (RuntimeError, ValueError, OSError, MemoryError) as e:
-            if options.debug:
-                raise
-            memory = isinstance(e, MemoryError) or "memory" in str(e).lower()
-            reason = "out of memory; try a smaller --tile" if memory else f"{type(e).__name__}: {e}"
-            failed.append((job.source, reason))
-            report.error(job.source, reason)
+        else:
+            failed.append((job.source, outcome.reason))
+            report.error(job.source, outcome.reason)
         report.file_done()
     return Summary(done, skipped, failed, time.perf_counter() - start, megapixels)
+
+
+def local_engine(todo: list[Job], options: DeblurOptions, report: Report) -> Iterator[tuple[Job, Outcome]]:
+    """One photo after another in this process."""
+    model = open_default_weights(options.weights, resolve_device(options.device))
+    return ((job, attempt(model, job, options, report)) for job in todo)
+
+
+def attempt(model: NRKNet, job: Job, options: DeblurOptions, report: Report) -> Outcome:
+    """process_one, with the errors a bad file or a full machine raises turned into a reason."""
+    try:
+        return Outcome(process_one(model, job, options, report))
+    except (ImageError, RuntimeError, ValueError, OSError, MemoryError) as e:
+        if options.debug:
+            raise
+        return Outcome(0.0, failure_reason(job, e))
+
+
+def failure_reason(job: Job, e: Exception) -> str:
+    """One line on why a job failed, without the file's name (the report adds it)."""
+    if isinstance(e, ImageError):
+        return str(e).removeprefix(f"{job.source}: ")
+    if isinstance(e, MemoryError) or "memory" in str(e).lower():
+        return "out of memory; try a smaller --tile"
+    return f"{type(e).__name__}: {e}"
 
 
 def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report) -> float:

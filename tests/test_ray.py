@@ -1,0 +1,165 @@
+"""`--engine ray` on a real local Ray instance (2 CPUs, started once for this file)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+
+import nrkdeblur  # noqa: E402
+from nrkdeblur.cluster import ClusterError, Placement, place  # noqa: E402
+from nrkdeblur.imageio import Photo, read_photo, write_photo  # noqa: E402
+from nrkdeblur.pipeline import DeblurOptions  # noqa: E402
+from test_cli import photo, run, weights  # noqa: E402,F401  (weights: the tiny model fixture)
+from test_imageio import exif_with, read_exif  # noqa: E402
+
+
+def dying_workers(marker_dir: str):
+    """A worker process setup hook: in every Ray worker, process_one exits the process
+    (as a kill or the OOM killer would) on photos named poison*, always, and on flaky*,
+    the first time only. Only photos with these names are touched."""
+
+    def hook():
+        import nrkdeblur.pipeline as pipeline
+
+        real = pipeline.process_one
+
+        def process_one(model, job, options, report):
+            name = job.source.name
+            if name.startswith("poison"):
+                os._exit(1)
+            if name.startswith("flaky"):
+                marker = Path(marker_dir) / name
+                if not marker.exists():
+                    marker.touch()
+                    os._exit(1)
+            return real(model, job, options, report)
+
+        pipeline.process_one = process_one
+
+    return hook
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(tmp_path_factory):
+    markers = tmp_path_factory.mktemp("markers")
+    package_root = str(Path(nrkdeblur.__file__).parents[1])  # the workers import the nrkdeblur under test
+    before = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"  # as the engine's own local instance: not starved on a busy machine
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             runtime_env={"worker_process_setup_hook": dying_workers(str(markers)),
+                          "env_vars": {"PYTHONPATH": package_root}})
+    yield
+    ray.shutdown()
+    if before is None:
+        del os.environ["RAY_worker_niceness"]
+    else:
+        os.environ["RAY_worker_niceness"] = before
+
+
+@pytest.fixture(scope="module")
+def shoot(tmp_path_factory):
+    """Nested folders, 8- and 16-bit files, EXIF, and one corrupt JPEG."""
+    root = tmp_path_factory.mktemp("shoot")
+    (root / "day1" / "am").mkdir(parents=True)
+    (root / "day2").mkdir()
+    photo(root / "top.png", size=(40, 56))
+    photo(root / "day1" / "a.jpg", size=(48, 40), seed=1, exif=exif_with(1), quality=95)
+    photo(root / "day1" / "am" / "b.tif", size=(36, 52), seed=2)
+    rng = np.random.default_rng(3)
+    write_photo(root / "day2" / "deep.png", Photo(rng.random((32, 44, 3), dtype=np.float32), bit_depth=16))
+    write_photo(root / "day2" / "deep.tiff", Photo(rng.random((30, 42, 3), dtype=np.float32), bit_depth=16))
+    (root / "day2" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def both_engines(shoot, weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    local = run(shoot, "-o", out / "local", "-r", "--weights", weights)
+    remote = run(shoot, "-o", out / "ray", "-r", "--weights", weights, "--engine", "ray", "--workers", 2)
+    return out, local, remote
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_outputs_equal_the_local_engines_with_the_same_names(both_engines):
+    out, local, remote = both_engines
+    assert local.exit_code == remote.exit_code == 1
+    names = files(out / "local")
+    assert names == ["day1/a.jpg", "day1/am/b.tif", "day2/deep.png", "day2/deep.tiff", "top.png"]
+    assert files(out / "ray") == names, remote.output  # and no temporary files
+    for name in names:
+        a, b = read_photo(out / "local" / name), read_photo(out / "ray" / name)
+        assert a.pixels.shape == b.pixels.shape and a.bit_depth == b.bit_depth
+        assert np.abs(a.pixels - b.pixels).max() <= 1 / 255 + 1e-6, name
+    assert "5 done, 0 skipped, 1 failed" in remote.stderr
+
+
+def test_the_corrupt_file_is_reported_by_name_and_the_exit_code_is_1(both_engines, shoot):
+    _, local, remote = both_engines
+    assert remote.exit_code == 1
+    tail = remote.stderr.split("1 failed:")[1]
+    assert f"{shoot / 'day2' / 'broken.jpg'}: " in tail
+    assert tail.strip().splitlines() == local.stderr.split("1 failed:")[1].strip().splitlines()
+    assert "Traceback" not in remote.output and remote.stdout == ""
+
+
+def test_16_bit_stays_16_bit_and_exif_survives(both_engines):
+    out, _, _ = both_engines
+    for name in ("day2/deep.png", "day2/deep.tiff"):
+        got = read_photo(out / "ray" / name)
+        assert got.bit_depth == 16
+        assert len(np.unique(np.round(got.pixels * 65535).astype(np.int64) % 257)) > 10, name
+    with Image.open(out / "ray" / "day1" / "a.jpg") as im:
+        exif = read_exif(im.info.get("exif"))
+    assert exif[0x010F] == "Maker" and exif.get_ifd(0x8769)[0x829A] == 1 / 125
+
+
+def test_a_rerun_skips_everything_before_sending_work(both_engines, shoot, weights):
+    out, _, _ = both_engines
+    before = {p: p.stat().st_mtime_ns for p in (out / "ray").rglob("*.*")}
+    r = run(shoot, "-o", out / "ray", "-r", "--weights", weights, "--engine", "ray", "--workers", 2)
+    assert "0 done, 5 skipped, 1 failed" in r.stderr and r.exit_code == 1
+    assert {p: p.stat().st_mtime_ns for p in (out / "ray").rglob("*.*")} == before
+
+
+def test_a_dead_worker_costs_only_its_photo(tmp_path, weights):
+    """A worker process that exits mid-photo is restarted and the photo tried again; one
+    that dies on every try is reported by name, and the rest of the batch is done."""
+    (tmp_path / "in").mkdir()
+    for seed, name in enumerate(("a.png", "flaky.png", "b.png", "poison.png", "c.png")):
+        photo(tmp_path / "in" / name, seed=seed)
+    r = run(tmp_path / "in", "-o", tmp_path / "out", "--weights", weights, "--engine", "ray", "--workers", 2)
+    assert r.exit_code == 1, r.output
+    assert files(tmp_path / "out") == ["a.png", "b.png", "c.png", "flaky.png"]
+    assert "4 done, 0 skipped, 1 failed" in r.stderr
+    tail = r.stderr.split("1 failed:")[1]
+    assert f"{tmp_path / 'in' / 'poison.png'}: its worker died 3 times" in tail
+    assert "Traceback" not in r.output and r.stdout == ""
+
+
+def test_workers_are_sized_to_the_cluster():
+    cpu, auto = DeblurOptions(device="cpu"), DeblurOptions()
+    assert place([2], 0, auto, 10) == Placement(1, 2, 0, "cpu")
+    assert place([2], 0, DeblurOptions(workers=2), 10) == Placement(2, 1, 0, "cpu")
+    assert place([8, 8], 0, DeblurOptions(workers=3), 10) == Placement(3, 4, 0, "cpu")  # 5 CPUs each would not fit
+    assert place([16], 0, auto, 3) == Placement(3, 4, 0, "cpu")  # never more actors than photos
+    assert place([16, 16], 4, auto, 100) == Placement(4, 1, 1, "cuda")
+    assert place([16], 4, cpu, 100) == Placement(4, 4, 0, "cpu")
+    with pytest.raises(ClusterError, match="has 2 CPUs"):
+        place([2], 0, DeblurOptions(workers=3), 10)
+    with pytest.raises(ClusterError, match="no GPU"):
+        place([2], 0, DeblurOptions(device="cuda"), 10)
+    with pytest.raises(ClusterError, match="has 4 GPUs"):
+        place([16], 4, DeblurOptions(workers=5), 10)
+
+
+def test_workers_without_the_ray_engine_is_a_usage_error(tmp_path, weights):
+    r = run(photo(tmp_path / "in.png"), "--workers", 2, "--weights", weights)
+    assert r.exit_code == 2 and "--workers is for --engine ray" in r.stderr
