@@ -66,6 +66,7 @@ class DeblurOptions:
         weights: a weights file; None for the shipped weights.
         device: "auto", "cpu", "cuda", "cuda:1", "mps" ...
         half: float16 on a GPU.
+        backend: "auto", "torch" or "onnxruntime": what runs the network (runtime.py).
         tile: tile side in pixels; None to choose from the memory available.
         overlap: pixels shared by neighbouring tiles.
         defocus_dir: where to write NAME_defocus.png / .tiff (None: no maps).
@@ -82,6 +83,7 @@ class DeblurOptions:
     weights: Path | None = None
     device: str = "auto"
     half: bool = False
+    backend: str = "auto"
     tile: int | None = None
     overlap: int = DEFAULT_OVERLAP
     defocus_dir: Path | None = None
@@ -143,7 +145,7 @@ def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report)
         overlap = min(overlap, min(tile) // 2)
     result = deblur(model, photo.pixels, tile=tile, overlap=overlap, defocus=options.defocus_dir is not None,
                     coefficients=options.coef_dir is not None, half=options.half, linear=options.linear,
-                    strength=options.strength, on_tile=report.tile)
+                    strength=options.strength, on_tile=report.tile, backend=options.backend)
     stem = job.relative.with_suffix("")
     if options.defocus_dir is not None:  # maps first: the photo's output marks the job as done
         write_defocus(options.defocus_dir / stem.parent, stem.name, result.defocus)
