@@ -135,14 +135,14 @@ def onnxruntime_runner(model: NRKNet, spec: RunSpec) -> Runner:
         providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
+    runtime_graph = ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
     dtype = np.float16 if half else np.float32
     m = model.config.multiple
 
     def run(x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, m)
-        outputs = session.run(None, {"input": np.ascontiguousarray(x.numpy(), dtype=dtype)})
+        outputs = runtime_graph.run(None, {"input": np.ascontiguousarray(x.numpy(), dtype=dtype)})
         y = torch.from_numpy(outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1))
         return y[..., :h, :w].float()
 

@@ -55,12 +55,12 @@ def test_onnxruntime_matches_torch_on_odd_sizes(tmp_path, config, maps):
     model = tiny_model(config)
     path = tmp_path / "m.onnx"
     export_onnx(model, path, ExportOptions(defocus=maps, coefficients=maps))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graph = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for h, w in [(67, 45), (130, 98)]:
         x = torch.rand(1, 3, h, w)
         with torch.inference_mode():
             expected = forward_maps(model, x, maps, maps).numpy()
-        got = np.concatenate(session.run(None, {"input": x.numpy()}), axis=1)
+        got = np.concatenate(graph.run(None, {"input": x.numpy()}), axis=1)
         assert got.shape == expected.shape == (1, 3 + (1 + 3 * config.num_atoms) * maps, h, w)
         assert np.abs(got - expected).max() < 1e-4
 
