@@ -100,10 +100,13 @@ def conv_ceiling() -> float:
 
 
 def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: str | None = None) -> dict:
-    """Whole-photo inference through the product's path (inference.deblur: channels-last
-    layout, inference mode) and, for comparison, the model called plainly on an NCHW
-    tensor: seconds, megapixels per second, MACs and their rate."""
+    """Whole-photo inference through the product's path (inference.deblur with the default
+    backend, "auto"), through its torch backend (channels-last layout, inference mode) and,
+    for comparison, the model called plainly on an NCHW tensor: seconds, megapixels per
+    second, MACs and their rate. The first call of the default backend, which exports the
+    model to ONNX (unless cached) and opens the runtime, is timed on its own."""
     from .inference import deblur
+    from .runtime import resolve_backend
     from .weights import load_model
 
     if weights is not None:
@@ -115,16 +118,63 @@ def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: 
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous()
     with torch.inference_mode():
         plain = best_time(lambda: model(x))
-    seconds = best_time(lambda: deblur(model, pixels))
+    backend = resolve_backend("auto", torch.device("cpu"))
+    start = time.perf_counter()
+    deblur(model, pixels, backend=backend)
+    first = time.perf_counter() - start
+    seconds = best_time(lambda: deblur(model, pixels, backend=backend), warmup=False)
+    torch_seconds = best_time(lambda: deblur(model, pixels, backend="torch"))
     macs = count_macs(model, x)
     return {"preset": preset_name, "width": model.config.width,
-            "parameters": count_parameters(model),
-            "size": f"{width}x{height}", "seconds": seconds, "plain_nchw_seconds": plain,
+            "parameters": count_parameters(model), "backend": backend,
+            "size": f"{width}x{height}", "seconds": seconds, "torch_seconds": torch_seconds,
+            "plain_nchw_seconds": plain, "first_call_seconds": first,
             "megapixels_per_s": height * width / 1e6 / seconds, "gmacs": macs / 1e9, "mac_per_s": macs / seconds,
             "threads": torch.get_num_threads()}
 
 
-def tiled_vs_whole(weights: str, side: int = 1024, tile: int = 512) -> float:
+def synthetic_photo(path, megapixels: float) -> tuple[int, int]:
+    """A 4:3 JPEG of blocky noise (edges everywhere) of about that size; returns (h, w)."""
+    h = int((megapixels * 1e6 * 3 / 4) ** 0.5)
+    w = int(h * 4 / 3)
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+    Image.fromarray(blocks.repeat(8, 0).repeat(8, 1)[:h, :w]).save(path, quality=95)
+    return h, w
+
+
+def command_line(photo, backend: str, env: dict | None = None) -> dict:
+    """One `nrkdeblur PHOTO -o OUT --backend B` in a fresh process, start-up included:
+    wall seconds, the child's own user and system CPU seconds and peak memory (wait4)."""
+    out = os.path.join(os.path.dirname(photo), f"out-{backend}.jpg")
+    args = [str(photo), "-o", out, "--backend", backend, "--overwrite", "-q"]
+    # as `python -m nrkdeblur ARGS`, then the process's own peak (VmHWM; wait4's ru_maxrss
+    # would also count this process's size at the fork) printed last on stderr
+    code = ("import atexit, sys\n"
+            "def peak():\n"
+            "    kb = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+            "    print(f'VmHWM {kb}', file=sys.stderr)\n"
+            "atexit.register(peak)\n"
+            f"sys.argv = ['nrkdeblur', *{args!r}]\n"
+            "from nrkdeblur.cli import main\n"
+            "main()\n")
+    cmd = [sys.executable, "-c", code]
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    err = child.stderr.read().decode(errors="replace")
+    child.stderr.close()
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip()[-300:]}")
+    peak = int(err.strip().splitlines()[-1].split()[1])
+    return {"backend": backend, "seconds": wall, "user_s": usage.ru_utime, "system_s": usage.ru_stime,
+            "peak_rss_mb": peak / 1024}
+
+
+def tiled_vs_whole(weights: str, side: int = 1024, tile: int = 512, backend: str = "torch") -> float:
     """Largest difference, in 8-bit levels, between tiled and whole-photo inference."""
     from .inference import DEFAULT_OVERLAP, deblur
     from .weights import load_model
@@ -132,12 +182,24 @@ def tiled_vs_whole(weights: str, side: int = 1024, tile: int = 512) -> float:
     model = load_model(weights)
     rng = np.random.default_rng(0)  # blocky noise: edges everywhere, the hardest case for seams
     pixels = rng.random((side // 8, side // 8, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)
-    whole = deblur(model, pixels).image.clip(0, 1)
-    tiled = deblur(model, pixels, tile=tile, overlap=DEFAULT_OVERLAP).image.clip(0, 1)
+    whole = deblur(model, pixels, backend=backend).image.clip(0, 1)
+    tiled = deblur(model, pixels, tile=tile, overlap=DEFAULT_OVERLAP, backend=backend).image.clip(0, 1)
     return float(np.abs(whole - tiled).max() * 255)
 
 
-def tiled_peak_memory(megapixels: float, weights: str | None = None) -> dict:
+def backends_agree(weights: str, height: int = 301, width: int = 457) -> float:
+    """Largest difference between the torch and the ONNX Runtime backend's float outputs."""
+    from .inference import deblur
+    from .weights import load_model
+
+    model = load_model(weights)
+    pixels = np.random.default_rng(1).random((height, width, 3), dtype=np.float32)
+    a = deblur(model, pixels, backend="torch", defocus=True)
+    b = deblur(model, pixels, backend="onnxruntime", defocus=True)
+    return float(max(np.abs(a.image - b.image).max(), np.abs(a.defocus - b.defocus).max()))
+
+
+def tiled_peak_memory(megapixels: float, weights: str | None = None, backend: str = "auto") -> dict:
     """Peak RSS of deblurring a synthetic photo of that size through the product's own path
     (inference.deblur with the automatic tile), measured in a fresh child process."""
     code = (
@@ -152,13 +214,13 @@ def tiled_peak_memory(megapixels: float, weights: str | None = None) -> dict:
         "img = np.clip(rng.random((h // 8 + 1, w_ // 8 + 1, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)[:h, :w_], 0, 1)\n"
         "t = time.perf_counter()\n"
         "tile = choose_tile(model, h, w_, torch.device('cpu'))\n"
-        "deblur(model, img, tile=tile)\n"
+        f"deblur(model, img, tile=tile, backend={backend!r})\n"
         "s = time.perf_counter() - t\n"
         "try:  # VmHWM: this process's own peak (ru_maxrss also counts the parent's before exec)\n"
         "    peak = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
         "except (OSError, StopIteration):\n"
         "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'megapixels': h * w_ / 1e6, 'tile': tile, 'seconds': s, 'peak_rss_mb': peak / 1024}))\n"
+        f"print(json.dumps({{'megapixels': h * w_ / 1e6, 'tile': tile, 'seconds': s, 'peak_rss_mb': peak / 1024, 'backend': {backend!r}}}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -174,7 +236,10 @@ def plot(results: dict) -> Image.Image:
         name = f"{t['preset']} (width {t['width']})"
         rows.append((f"{name}: plain NCHW call", t["plain_nchw_seconds"], f"{t['plain_nchw_seconds']:.1f} s",
                      (170, 170, 170)))
-        rows.append((f"{name}: nrkdeblur", t["seconds"], f"{t['seconds']:.1f} s", (40, 110, 200)))
+        if "torch_seconds" in t:
+            rows.append((f"{name}: torch backend", t["torch_seconds"], f"{t['torch_seconds']:.1f} s", (120, 160, 210)))
+        rows.append((f"{name}: nrkdeblur ({t.get('backend', 'torch')})", t["seconds"], f"{t['seconds']:.1f} s",
+                     (40, 110, 200)))
     if results.get("memory"):
         rows.append("Tiled inference: peak memory (MB) and time")
         for m in results["memory"]:

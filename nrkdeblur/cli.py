@@ -161,6 +161,9 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
               help="A .safetensors from `nrkdeblur train` or `convert` (default: the shipped weights).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA if available, else CPU), cpu, cuda, mps.")
 @click.option("--half", is_flag=True, help="Half precision on a GPU (faster, slightly less exact).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="What runs the network: auto is ONNX Runtime on the CPU when the onnx extra is installed "
+                   "(measured faster; the model is exported once and cached), torch otherwise.")
 @click.option("--tile", type=click.IntRange(MIN_TILE), help="Tile side in pixels (default: from the memory available; whole when it fits).")
 @click.option("--tile-overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, show_default=True, help="Pixels shared by neighbouring tiles.")
 @click.option("--defocus-map", "defocus_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -178,7 +181,7 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
               help="With --engine ray: actors, each loading the model once (default: one per GPU, or per 4 CPUs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, half, tile, tile_overlap,
+def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, half, backend, tile, tile_overlap,
            defocus_dir, coef_dir, linear, strength, engine, ray_address, workers, quiet, debug) -> None:
     """Deblur photos: files or folders in, all-in-focus photos out.
 
@@ -201,13 +204,17 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
     from .cluster import ClusterError
     from .pipeline import DeblurOptions, process_batch
 
+    from .runtime import resolve_backend
+
     if engine == "local" and workers is not None:
         raise click.UsageError("--workers is for --engine ray")
+    if engine == "local":
+        usage_errors(resolve_backend, backend, resolve_device(device))
     options = usage_errors(DeblurOptions, recursive=recursive, fmt=fmt, quality=quality, overwrite=overwrite,
                            weights=weights, device=str(resolve_device(device)) if engine == "local" else device,
-                           half=half, tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir, coef_dir=coef_dir,
-                           linear=linear, strength=strength, debug=debug, engine=engine, ray_address=ray_address,
-                           workers=workers)
+                           half=half, backend=backend, tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir,
+                           coef_dir=coef_dir, linear=linear, strength=strength, debug=debug, engine=engine,
+                           ray_address=ray_address, workers=workers)
     with Reporter(quiet) as report, one_line_errors(debug):
         try:
             summary = process_batch(list(inputs), output, options, report)
@@ -607,21 +614,27 @@ def render(photos, output: Path, seed: int, recipe: str, scale: float) -> None:
 @main.command()
 @click.option("--quick", is_flag=True, help="Only the RKR operator ratio, on a 512x512 image (seconds, not minutes).")
 @click.option("--memory/--no-memory", default=True, show_default=True, help="Measure tiled peak memory at 2, 12, 24 MP.")
+@click.option("--end-to-end/--no-end-to-end", "end_to_end", default=True, show_default=True,
+              help="Time a 12 MP photo through the command line with each backend (fresh processes).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Also draw the results as a PNG.")
-def bench(quick: bool, memory: bool, json_path: Path | None, plot_path: Path | None) -> None:
+def bench(quick: bool, memory: bool, end_to_end: bool, json_path: Path | None, plot_path: Path | None) -> None:
     """Measure speed and memory on this machine, side by side in one run.
 
     1. the recursive RKR operator (eq. 5, O(6NJ)) against the explicit per-pixel-kernel
        operator (O(N S^2)), J = 20 (S = 39), on a 1 MP image, as a ratio;
     2. seconds and megapixels per second of whole-photo inference at 1280x720 for the
-       shipped and the paper preset, with the threads used, beside a plain NCHW call of
-       the same model, and the share of the machine's measured 3x3 convolution
-       throughput that the network's convolutions reach;
-    3. the largest difference between tiled and whole-photo inference (8-bit levels);
-    4. peak memory and time of tiled inference on 2, 12 and 24 MP photos (fresh processes).
+       shipped and the paper preset, with the threads used: the default backend (auto),
+       beside the torch backend and a plain NCHW call of the same model, and the share of
+       the machine's measured 3x3 convolution throughput that the network's convolutions reach;
+    3. the largest difference between tiled and whole-photo inference (8-bit levels) on
+       every backend, and between the backends' outputs;
+    4. peak memory and time of tiled inference on 2, 12 and 24 MP photos (fresh processes);
+    5. a 12 MP JPEG through the command line, start-up included, with --backend torch and
+       the default: wall, user and system CPU seconds, peak memory, and the share of the
+       time the conv ceiling allows for the model's MACs.
 
-    The full run takes about 10 minutes on 2 cores (the per-pixel operator alone ~3).
+    The full run takes about 15 minutes on 2 cores (the per-pixel operator alone ~3).
 
     \b
     Examples:
@@ -648,11 +661,21 @@ def bench(quick: bool, memory: bool, json_path: Path | None, plot_path: Path | N
             t["share_of_conv_ceiling"] = t["mac_per_s"] / ceiling
             results["throughput"].append(t)
             say(f"{name} preset (width {t['width']}, {t['parameters']:,} parameters), {t['size']}: "
-                f"{t['seconds']:.2f} s ({t['plain_nchw_seconds']:.2f} s as a plain NCHW call), "
+                f"{t['seconds']:.2f} s with {t['backend']} ({t['torch_seconds']:.2f} s with torch, "
+                f"{t['plain_nchw_seconds']:.2f} s as a plain NCHW call: {t['plain_nchw_seconds'] / t['seconds']:.2f}x; "
+                f"first call {t['first_call_seconds']:.1f} s), "
                 f"{t['megapixels_per_s']:.3f} MP/s, {t['gmacs']:.1f} GMAC, {t['share_of_conv_ceiling']:.0%} of "
                 f"the {ceiling / 1e9:.1f} GMAC/s 3x3-conv ceiling, {t['threads']} threads")
-        results["tiled_vs_whole_levels"] = b.tiled_vs_whole(shipped)
-        say(f"tiled vs whole, 1 MP, tile 512: max difference {results['tiled_vs_whole_levels']:.4f} of an 8-bit level")
+        from .runtime import onnxruntime_available
+
+        backends = ["torch", "onnxruntime"] if onnxruntime_available() else ["torch"]
+        results["tiled_vs_whole_levels"] = {k: b.tiled_vs_whole(shipped, backend=k) for k in backends}
+        for k, v in results["tiled_vs_whole_levels"].items():
+            say(f"tiled vs whole, 1 MP, tile 512, {k}: max difference {v:.4f} of an 8-bit level")
+        if "onnxruntime" in backends:
+            results["onnxruntime_vs_torch"] = b.backends_agree(shipped)
+            say(f"onnxruntime vs torch, 457x301, image and defocus map: max difference "
+                f"{results['onnxruntime_vs_torch']:.1e}")
         if memory:
             results["memory"] = []
             for mp in (2, 12, 24):
@@ -661,11 +684,65 @@ def bench(quick: bool, memory: bool, json_path: Path | None, plot_path: Path | N
                 say(f"tiled {m['megapixels']:.1f} MP (tile {m['tile']}): {m['seconds']:.1f} s, peak {m['peak_rss_mb']:.0f} MB")
             ratio = results["memory"][2]["peak_rss_mb"] / results["memory"][1]["peak_rss_mb"]
             say(f"peak memory, 24 MP / 12 MP: {ratio:.2f}")
+        if end_to_end:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as folder:
+                photo = Path(folder) / "photo12mp.jpg"
+                h, w = b.synthetic_photo(photo, 12)
+                runs = [b.command_line(photo, k) for k in ("torch", "auto")]
+            macs = results["throughput"][0]["gmacs"] * 1e9 * h * w / (1280 * 720)
+            for r in runs:
+                r["share_of_conv_ceiling"] = macs / ceiling / r["seconds"]
+                say(f"command line, {w}x{h} JPEG, --backend {r['backend']}: {r['seconds']:.1f} s "
+                    f"(user {r['user_s']:.1f} s, system {r['system_s']:.1f} s), peak {r['peak_rss_mb']:.0f} MB, "
+                    f"{r['share_of_conv_ceiling']:.0%} of the conv ceiling's time")
+            results["command_line"] = runs
+            say(f"command line, default vs --backend torch: {runs[0]['seconds'] / runs[1]['seconds']:.2f}x faster")
     if json_path is not None:
         atomic_write(json_path, lambda f: f.write(json.dumps(results, indent=1).encode()))
     if plot_path is not None:
         picture = b.plot(results)
         atomic_write(plot_path, lambda f: picture.save(f, format="PNG"))
+
+
+# --- export ------------------------------------------------------------------------
+
+@main.command(name="export")
+@click.argument("weights", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the .onnx file.")
+@click.option("--defocus", is_flag=True, help="Add the `defocus` output: the defocus scale in input pixels, [N, 1, H, W].")
+@click.option("--coefficients", is_flag=True,
+              help="Add the `coefficients` output: every scale's coefficients, upsampled, [N, S*J, H, W].")
+@click.option("--half", is_flag=True, help="Float16 weights, input and outputs (for GPU runtimes).")
+@click.option("--opset", type=click.IntRange(17), default=18, show_default=True, help="ONNX opset version.")
+def export_command(weights: Path | None, output: Path, defocus: bool, coefficients: bool, half: bool, opset: int) -> None:
+    """Export weights (default: the shipped ones) to ONNX, for ONNX Runtime, TensorRT and others.
+
+    The graph takes `input` [N, 3, H, W] (RGB in [0, 1], sRGB-encoded) of any height and width
+    of at least 32 px, pads to the model's multiple inside, and returns `image` (and, when
+    asked, `defocus` and `coefficients`) at the input's size. The model's config is in the
+    file's metadata (`nrkdeblur.config`), as in the weights file. The file passes onnx.checker.
+
+    \b
+    Examples:
+      nrkdeblur export -o nrkdeblur.onnx
+      nrkdeblur export my.safetensors -o my.onnx --defocus --coefficients
+    """
+    import torch
+
+    from .export import ExportError, ExportOptions, export_onnx
+    from .pipeline import open_default_weights
+
+    if weights is not None and output.resolve() == weights.resolve():
+        fail("the output must differ from the weights file")
+    try:
+        model = open_default_weights(weights, torch.device("cpu"))
+        export_onnx(model, output, ExportOptions(defocus=defocus, coefficients=coefficients, half=half, opset=opset))
+    except (WeightsError, ExportError, ImageError) as e:
+        fail(str(e))
+    console.print(f"wrote {output}")
 
 
 # --- convert -----------------------------------------------------------------------

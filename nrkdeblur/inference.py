@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .model import NRKNet, upsample_to
+from .runtime import runner_for
 from .srgb import linear_to_srgb, srgb_to_linear
 from .tiling import run_tiled, tile_size
 
@@ -129,7 +130,8 @@ def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) ->
 @torch.inference_mode()
 def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None = None, overlap: int = DEFAULT_OVERLAP,
            defocus: bool = False, coefficients: bool = False, half: bool = False, linear: bool = False,
-           strength: float = 1.0, on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
+           strength: float = 1.0, on_tile: Callable[[int, int], None] | None = None,
+           backend: str = "torch") -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
 
     tile: side, or (height, width), of the tiles; None to process whole. half: run in
@@ -137,28 +139,24 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None
     each tile is sRGB-encoded for the network, which was trained on sRGB photos, and its
     output decoded back (then clipped to [0, 1]). strength: how much of the network's change
     to keep, out = x + strength * (net(x) - x) (0: the input, 1: the network's output), blended
-    in the file's own space (linear when `linear`). Converts the model's weights to channels-last
-    layout in place (same numbers, faster convolutions: README, "Speed and memory").
+    in the file's own space (linear when `linear`). backend: "torch", "onnxruntime" or "auto"
+    (runtime.py); the torch backend converts the model's weights to channels-last layout in
+    place (same numbers, faster convolutions: README, "Speed and memory").
     """
     H, W, C = pixels.shape
-    device = next(model.parameters()).device
-    model.to(memory_format=torch.channels_last)
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
     if C == 1:
         x = x.expand(1, 3, H, W)
-    dtype = torch.float16 if half and device.type == "cuda" else torch.float32
 
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be between 0 and 1, not {strength}")
+    forward = runner_for(model, backend, defocus, coefficients, half)  # the one network call per tile
 
     def fn(t: Tensor) -> Tensor:
         source = t.float()
         if linear:
             t = torch.from_numpy(linear_to_srgb(t.numpy()))
-        t = t.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            y = forward_maps(model, t, defocus, coefficients)
-        y = y.float().cpu()
+        y = forward(t)
         if linear:
             y[:, :3] = torch.from_numpy(srgb_to_linear(y[:, :3].numpy()))
         if strength != 1.0:

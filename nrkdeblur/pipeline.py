@@ -66,6 +66,7 @@ class DeblurOptions:
         weights: a weights file; None for the shipped weights.
         device: "auto", "cpu", "cuda", "cuda:1", "mps" ...
         half: float16 on a GPU.
+        backend: "auto", "torch" or "onnxruntime": what runs the network (runtime.py).
         tile: tile side in pixels; None to choose from the memory available.
         overlap: pixels shared by neighbouring tiles.
         defocus_dir: where to write NAME_defocus.png / .tiff (None: no maps).
@@ -86,6 +87,7 @@ class DeblurOptions:
     weights: Path | None = None
     device: str = "auto"
     half: bool = False
+    backend: str = "auto"
     tile: int | None = None
     overlap: int = DEFAULT_OVERLAP
     defocus_dir: Path | None = None
@@ -223,7 +225,8 @@ def run_model(model: NRKNet, pixels: np.ndarray, options: DeblurOptions, defocus
     if tile is not None:
         overlap = min(overlap, min(tile) // 2)
     return deblur(model, pixels, tile=tile, overlap=overlap, defocus=defocus, coefficients=coefficients,
-                  half=options.half, linear=options.linear, strength=options.strength, on_tile=on_tile)
+                  half=options.half, linear=options.linear, strength=options.strength, on_tile=on_tile,
+                  backend=options.backend)
 
 
 def output_folders(jobs: list[Job], options: DeblurOptions) -> set[Path]:

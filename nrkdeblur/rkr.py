@@ -108,7 +108,7 @@ class RecursiveKernels(nn.Module):
         """
         B, C, H, W = x.shape
         assert gamma.shape[1] == self.num_atoms, (gamma.shape, self.num_atoms)
-        ks = self.kernels().expand(-1, C, -1)  # (J-1, C, 3)
+        ks = self.kernels().expand(self.num_atoms - 1, C, 3)  # sizes, not -1: the ONNX export traces them
         if mix is not None:
             w = mix.weight.view(mix.out_channels, self.num_atoms, C)  # (C_out, J, C)
         blurred = x
@@ -166,7 +166,7 @@ def mean_square_radius(gamma: Tensor, m2: Tensor, eps: float = 1e-6) -> Tensor:
     mass = gamma.sum(dim=1, keepdim=True)
     moment = (gamma * m2.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
     ratio = torch.where(mass > eps, moment / mass.clamp_min(eps), torch.zeros_like(mass))
-    return ratio.clamp_min(0).minimum(m2.max())
+    return ratio.clamp_min(0).clamp_max(m2.max())  # two steps: torch.export takes no (int, Tensor) clamp
 
 
 def rms_radius(gamma: Tensor, m2: Tensor, eps: float = 1e-6) -> Tensor:

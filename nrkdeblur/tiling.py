@@ -38,14 +38,23 @@ def tile_spans(size: int, tile: int, overlap: int, align: int = 1) -> list[tuple
 
     Neighbours overlap by at least `overlap` px; a single tile when size <= tile. Every
     start is a multiple of `align`, so a multi-scale network samples each tile on the same
-    pixel grid as the whole image; the last tile then reaches back to an aligned start and
-    may be up to align - 1 px longer than `tile`.
+    pixel grid as the whole image. When `tile` is a multiple of `align` too, the tiles are
+    planned over the size rounded up to the grid, so the last tile ends where the whole
+    image's padding to the grid ends: it is up to align - 1 px shorter than `tile`, and padded
+    to the grid as the network pads the whole image, it has the same shape as every other
+    tile (one shape per photo: a runtime's memory arena is reused). Otherwise the last tile
+    reaches back to an aligned start and may be up to align - 1 px longer than `tile`.
     """
     _check_sizes(tile, overlap + align - 1)
     if size <= tile:
         return [(0, size)]
-    n = math.ceil((size - tile) / (tile - overlap - (align - 1))) + 1
-    starts = [i * (size - tile) // (n - 1) // align * align for i in range(n)]
+    end = -(-size // align) * align if tile % align == 0 else size
+    if end <= tile:
+        return [(0, size)]
+    n = math.ceil((end - tile) / (tile - overlap - (align - 1))) + 1
+    starts = [i * (end - tile) // (n - 1) // align * align for i in range(n)]
+    if end != size:
+        starts[-1] = end - tile
     return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], size)]
 
 

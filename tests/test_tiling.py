@@ -161,3 +161,13 @@ def test_aligned_tiles_start_on_the_grid_and_still_overlap(size, tile, overlap, 
     assert all(y0 % align == 0 for y0, _ in ys)
     assert all(y1 - y0 <= tile + align - 1 for y0, y1 in ys)
     assert all(a1 - b0 >= overlap for (_, a1), (b0, _) in zip(ys, ys[1:]))
+
+
+@pytest.mark.parametrize("size, tile, overlap", [(1000, 256, 64), (3003, 912, 192), (4000, 976, 192), (260, 256, 64)])
+def test_aligned_tiles_padded_to_the_grid_all_have_one_shape(size, tile, overlap):
+    """Tiles of a multiple of the grid end where the whole image's padding ends: padded to the
+    grid as a network pads them, every tile has the same length (one shape per photo)."""
+    spans = tile_spans(size, tile, overlap, 16)
+    assert {-(-(b - a) // 16) * 16 for a, b in spans} == {tile}
+    assert spans[-1][1] == size and all(b0 % 16 == 0 for b0, _ in spans)
+    assert all(a1 - b0 >= overlap for (_, a1), (b0, _) in zip(spans, spans[1:]))

@@ -1,0 +1,170 @@
+"""Backends that run the network on one tile: torch, or ONNX Runtime on an exported graph.
+
+Both are one call, [1, 3, h, w] float32 on the CPU -> [1, K, h, w] float32 on the CPU with
+the channels of inference.forward_maps (image, defocus scale, coefficients), so
+inference.deblur's tiling, blending and colour handling stay the same for both.
+
+"auto" is ONNX Runtime on the CPU when it is installed: it is measured faster there end
+to end, exports included (README, "Speed and memory"); torch everywhere else (CUDA, MPS),
+where nothing was measured against it. The ONNX Runtime backend reads the exported graph
+from the cache (export.cached_onnx: one export per weights, options and versions) and
+keeps one InferenceSession per model, options and device, reused by every tile and photo.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .model import NRKNet, pad_to_multiple
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+Runner = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a runner computes, and where: the key of the runners kept per model."""
+
+    backend: str  # "torch" or "onnxruntime", never "auto"
+    device: str
+    defocus: bool
+    coefficients: bool
+    half: bool
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """"auto" -> the faster backend measured for this device; others are checked."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
+    if name == "auto":
+        return "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"
+    if name == "onnxruntime":
+        if not onnxruntime_available():
+            raise ValueError("--backend onnxruntime needs the onnx extra: pip install 'nrkdeblur[onnx]'")
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"--backend onnxruntime runs on cpu or cuda, not {device.type}")
+    return name
+
+
+def torch_runner(model: NRKNet, spec: RunSpec) -> Runner:
+    """The model itself in channels-last layout (same numbers, faster convolutions), in
+    float16 autocast when half on CUDA."""
+    from .inference import forward_maps
+
+    device = next(model.parameters()).device
+    dtype = torch.float16 if spec.half and device.type == "cuda" else torch.float32
+    model.to(memory_format=torch.channels_last)
+
+    def run(x: Tensor) -> Tensor:
+        x = x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            y = forward_maps(model, x, spec.defocus, spec.coefficients)
+        return y.float().cpu()
+
+    return run
+
+
+def session_options(threads: int | None = None):
+    """ONNX Runtime settings measured best here (README, "Speed and memory"): all graph
+    optimisations, one intra-op thread per torch thread, sequential execution, the memory
+    pattern and arena on (tiles of one shape reuse them)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads or torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    so.enable_mem_pattern = True
+    so.enable_cpu_mem_arena = True
+    so.log_severity_level = 3  # errors only
+    if _shared_cpu_arena():
+        so.add_session_config_entry("session.use_env_allocators", "1")
+    return so
+
+
+_arena: list[bool] = []
+
+
+def _shared_cpu_arena() -> bool:
+    """Register, once per process, a CPU arena that grows by what is asked for instead of
+    doubling: at 912 x 1168 tiles of the shipped model the peak drops from 2319 to 2050 MB,
+    at the same speed (measured). False if this ONNX Runtime cannot."""
+    if not _arena:
+        import onnxruntime as ort
+
+        try:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+            _arena.append(True)
+        except (AttributeError, RuntimeError, TypeError, ValueError):
+            _arena.append(False)
+    return _arena[0]
+
+
+def onnxruntime_runner(model: NRKNet, spec: RunSpec) -> Runner:
+    """One InferenceSession on the cached export; on CUDA through the CUDA execution
+    provider, in float16 when half (an export in float16). Every tile is padded here to the
+    model's multiple exactly as NRKNet pads it (model.pad_to_multiple), so the tiles of a
+    photo reach the graph in one shape (tiling.py) and the runtime's arena and memory
+    pattern are reused; the graph's own padding then does nothing."""
+    import onnxruntime as ort
+
+    from .export import ExportOptions, cached_onnx
+
+    device = torch.device(spec.device)
+    half = spec.half and device.type == "cuda"
+    path, _ = cached_onnx(model, ExportOptions(defocus=spec.defocus, coefficients=spec.coefficients, half=half))
+    if device.type == "cuda":
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    else:
+        providers = ["CPUExecutionProvider"]
+    runtime_graph = ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
+    dtype = np.float16 if half else np.float32
+    m = model.config.multiple
+
+    def run(x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, m)
+        outputs = runtime_graph.run(None, {"input": np.ascontiguousarray(x.numpy(), dtype=dtype)})
+        y = torch.from_numpy(outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1))
+        return y[..., :h, :w].float()
+
+    return run
+
+
+_runners: "weakref.WeakKeyDictionary[NRKNet, dict[RunSpec, Runner]]" = weakref.WeakKeyDictionary()
+
+
+def runner_for(model: NRKNet, backend: str, defocus: bool, coefficients: bool, half: bool) -> Runner:
+    """The runner for this model and settings, made once and kept as long as the model
+    lives (one InferenceSession for all tiles and photos of a batch)."""
+    from .export import ExportError
+
+    device = next(model.parameters()).device
+    spec = RunSpec(resolve_backend(backend, device), str(device), defocus, coefficients, half)
+    kept = _runners.setdefault(model, {})
+    if spec not in kept:
+        try:
+            kept[spec] = (onnxruntime_runner if spec.backend == "onnxruntime" else torch_runner)(model, spec)
+        except ExportError:
+            if backend != "auto":
+                raise
+            kept[spec] = torch_runner(model, spec)  # auto: a graph that cannot be exported runs in torch
+    return kept[spec]

@@ -1,0 +1,105 @@
+"""ONNX export and the ONNX Runtime backend: checker, metadata, agreement with torch, the
+cache, the command line, tiling."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from nrkdeblur.cli import main  # noqa: E402
+from nrkdeblur.config import NRKConfig  # noqa: E402
+from nrkdeblur.export import CACHE_ENV, ExportOptions, cached_onnx, export_onnx, read_onnx_config  # noqa: E402
+from nrkdeblur.inference import deblur, forward_maps  # noqa: E402
+from nrkdeblur.model import NRKNet  # noqa: E402
+from nrkdeblur.runtime import resolve_backend, runner_for  # noqa: E402
+from nrkdeblur.weights import CONFIG_KEY, save_weights  # noqa: E402
+
+TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=False)
+MIXED = NRKConfig(width=4, num_atoms=4, atoms_per_channel=True, mixing="conv", head_batchnorm=True)
+
+
+def tiny_model(config=TINY, seed=0):
+    torch.manual_seed(seed)
+    return NRKNet(config).eval()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(tiny_model(), path)
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_export_command_writes_a_checked_file_with_the_config(tmp_path, weights):
+    out = tmp_path / "tiny.onnx"
+    r = run("export", weights, "-o", out, "--defocus")
+    assert r.exit_code == 0, r.output
+    onnx.checker.check_model(str(out), full_check=True)
+    meta = read_onnx_config(out)
+    assert NRKConfig.from_json(meta[CONFIG_KEY]) == TINY
+    names = [o.name for o in onnx.load(str(out)).graph.output]
+    assert names == ["image", "defocus"]
+    assert run("export", weights, "-o", weights).exit_code != 0  # never over the weights
+
+
+@pytest.mark.parametrize("config, maps", [(TINY, False), (MIXED, True)])
+def test_onnxruntime_matches_torch_on_odd_sizes(tmp_path, config, maps):
+    model = tiny_model(config)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, ExportOptions(defocus=maps, coefficients=maps))
+    graph = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for h, w in [(67, 45), (130, 98)]:
+        x = torch.rand(1, 3, h, w)
+        with torch.inference_mode():
+            expected = forward_maps(model, x, maps, maps).numpy()
+        got = np.concatenate(graph.run(None, {"input": x.numpy()}), axis=1)
+        assert got.shape == expected.shape == (1, 3 + (1 + 3 * config.num_atoms) * maps, h, w)
+        assert np.abs(got - expected).max() < 1e-4
+
+
+def test_cli_onnxruntime_output_matches_torch_within_one_level(tmp_path, weights):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (45, 67, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    outs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / f"{backend}.png"
+        r = run(tmp_path / "in.png", "-o", out, "--backend", backend, "-q", "--weights", weights)
+        assert r.exit_code == 0, r.output
+        outs[backend] = np.asarray(Image.open(out)).astype(int)
+    assert np.abs(outs["torch"] - outs["onnxruntime"]).max() <= 1
+
+
+def test_the_cache_exports_once_and_one_runner_serves_every_call(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    model = tiny_model(seed=1)
+    path, exported = cached_onnx(model)
+    assert exported and path.parent == tmp_path / "cache"
+    stamp = path.stat().st_mtime_ns
+    again, exported = cached_onnx(model)
+    assert again == path and not exported and path.stat().st_mtime_ns == stamp
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    other, exported = cached_onnx(tiny_model(seed=2))  # other weights: another file
+    assert exported and other != path
+    first = runner_for(model, "onnxruntime", False, False, False)
+    assert runner_for(model, "onnxruntime", False, False, False) is first
+    assert resolve_backend("auto", torch.device("cpu")) == "onnxruntime"
+    with pytest.raises(ValueError):
+        resolve_backend("tensorrt", torch.device("cpu"))
+
+
+def test_tiled_equals_untiled_on_onnxruntime():
+    model = tiny_model(seed=3)
+    pixels = np.random.default_rng(0).random((20, 25, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)  # 160 x 200
+    whole = deblur(model, pixels, backend="onnxruntime").image
+    tiled = deblur(model, pixels, tile=96, overlap=48, backend="onnxruntime").image
+    torch_whole = deblur(model, pixels, backend="torch").image
+    assert np.abs(np.clip(tiled, 0, 1) - np.clip(whole, 0, 1)).max() < 1 / 255
+    assert np.abs(whole - torch_whole).max() < 1e-4
