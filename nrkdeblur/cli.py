@@ -461,7 +461,9 @@ def eval_sets(folders: tuple[Path, ...]) -> list[tuple[str, list]]:
     if all((f / "blur").is_dir() and (f / "sharp").is_dir() for f in folders):
         layout = [(f.name, f / "blur", f / "sharp", f / "radius") for f in folders]
     elif len(folders) == 2:
-        layout = [(folders[0].name, folders[0], folders[1], None)]
+        blur_dir = folders[0].resolve()
+        name = blur_dir.parent.name if blur_dir.name == "blur" else blur_dir.name  # PAIRS/blur: "PAIRS"
+        layout = [(name, folders[0], folders[1], None)]
     else:
         raise click.UsageError("give evaluation sets (folders with blur/ and sharp/) or one BLUR_DIR SHARP_DIR pair")
     sets = []
