@@ -30,7 +30,7 @@ from nrkdeblur.data.defocus import render_layers
 from nrkdeblur.srgb import srgb_to_linear
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CLEAN = RenderSettings().clean()  # no noise, no 8-bit rounding, no JPEG
+CLEAN = RenderSettings(p_noise=0.0, quantize=False, p_jpeg=0.0)  # no noise, no 8-bit rounding, no JPEG
 
 
 def textured(h: int, w: int, seed: int = 0) -> np.ndarray:

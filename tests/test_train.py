@@ -17,7 +17,8 @@ from nrkdeblur.data import RenderSettings, SyntheticDefocus, write_frozen_set
 from nrkdeblur.train import TrainSettings, load_checkpoint, train
 from nrkdeblur.weights import load_model
 
-MILD = RenderSettings(max_coc_radius=5.0).clean()  # blur a tiny model can learn in seconds
+# blur a tiny model can learn in seconds, without noise, 8-bit rounding or JPEG
+MILD = RenderSettings(max_coc_radius=5.0, p_noise=0.0, quantize=False, p_jpeg=0.0)
 TINY = NRKConfig(width=8, num_atoms=8, atoms_per_channel=False, mixing="sum", identity_start=True)
 
 

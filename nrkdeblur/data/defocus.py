@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -105,10 +105,6 @@ class RenderSettings:
     def margin(self) -> int:
         """Context (px) kept around the output so no PSF reaches past the render region."""
         return int(math.ceil(self.max_coc_radius)) + 2
-
-    def clean(self) -> RenderSettings:
-        """The same settings without noise, 8-bit rounding or JPEG (for tests)."""
-        return replace(self, p_noise=0.0, quantize=False, p_jpeg=0.0)
 
 
 # Named renderer settings. "training" is the recipe the shipped weights were trained and
