@@ -351,11 +351,11 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, ini
             "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse, "radius_weight": radius_weight,
             "soft_source": soft_source, "radius_power": radius_power,
             "val_every": val_every, "ckpt_every": ckpt_every}
-    try:
-        config, settings, args, message = training.plan_run(run_dir, args, explicit, workers)
-    except ValueError as e:  # the run folder disagrees with the options given
-        raise click.UsageError(str(e)) from None
     with one_line_errors(debug):
+        try:
+            config, settings, args, message = training.plan_run(run_dir, args, explicit, workers)
+        except training.RunSettingsError as e:  # the run folder disagrees with the options given
+            raise click.UsageError(str(e)) from None
         dev = training.init_distributed(resolve_device(device))
         if message and training.is_rank0():
             console.print(message, highlight=False)

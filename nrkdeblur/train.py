@@ -174,6 +174,10 @@ def open_val_data(folder: str | os.PathLike) -> Dataset:
     return PairFolder(folder / "blur", folder / "sharp", crop=None, seed=0, augment=False)
 
 
+class RunSettingsError(ValueError):
+    """The settings asked for disagree with the run folder's (a usage error, not a broken file)."""
+
+
 class RunPlan(NamedTuple):
     config: NRKConfig
     settings: TrainSettings
@@ -200,7 +204,7 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
             raise ValueError(f"{run_file}: cannot read the run's settings ({e})") from None
         for key in explicit - {"steps"}:
             if key in saved and saved[key] != args[key]:
-                raise ValueError(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
+                raise RunSettingsError(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
         args = {**args, **saved, "steps": args["steps"] if "steps" in explicit else saved["steps"]}
     config = preset(args["preset"])
     config = dataclasses.replace(config, width=args["width"] or config.width, num_atoms=args["atoms"] or config.num_atoms)
@@ -330,7 +334,7 @@ def checkpoint_step(run_dir: str | os.PathLike) -> int:
 
 def refuse_past_end(done: int, steps: int, where: Path) -> None:
     if done > steps:
-        raise ValueError(f"{where} is at step {done}, past the {steps} steps asked for")
+        raise RunSettingsError(f"{where} is at step {done}, past the {steps} steps asked for")
 
 
 def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_data: Dataset | None,

@@ -380,8 +380,10 @@ main(sys.argv[1:])
 def test_a_signal_mid_write_leaves_nothing_behind(tmp_path, weights, sig, code, message):
     src = photo(tmp_path / "in.png")
     out = tmp_path / "out"
+    # the child gets Ctrl-C's default action even where this test runs in a background job, which ignores SIGINT
     child = subprocess.Popen([sys.executable, "-c", SLOW_WRITE, str(src), "-o", str(out / "o.png"), "--weights",
-                              str(weights)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              str(weights)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert child.stdout.readline() == "writing\n", child.stderr.read()
         (tmp,) = out.iterdir()  # the half-written temporary file, named with the writer's process id

@@ -122,7 +122,7 @@ def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, v
     history = json.loads((run / "history.json").read_text())
     assert [h["step"] for h in history] == [2, 3] and history[-1]["lr"] == 0.25 * 1e-4
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "2"])
-    assert refused.exit_code == 1 and "is at step 3, past the 2 steps asked for" in refused.output
+    assert refused.exit_code == 2 and "is at step 3, past the 2 steps asked for" in refused.output  # a usage error
     assert json.loads((run / "run.json").read_text())["steps"] == 3
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--lr", "0.1"])
     assert refused.exit_code == 2 and "was started with lr=0.0001" in refused.output  # a usage error
