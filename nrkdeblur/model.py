@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import NRKConfig
-from .rkr import RecursiveKernels, mean_square_radius, reflect_pad1, rms_radius
+from .rkr import RecursiveKernels, mean_square_radius, reflect_pad1
 
 
 class ReflectConv3x3(nn.Conv2d):
@@ -227,18 +227,13 @@ class NRKNet(nn.Module):
             sharp=[crop(z, f) for z, f in zip(xs, scales)] if training else None,
         )
 
-    def defocus_radius(self, gammas: list[Tensor]) -> list[Tensor]:
-        """Per-scale RMS radius maps of the effective kernels sum_j gamma_j A_j, in that
-        scale's pixels. With the authors' mixing convolution (`paper`), D also mixes colour
-        channels, so this radius describes the atoms' weighting, not D exactly."""
-        m2 = self.rkr.second_moments()
-        return [rms_radius(g, m2) for g in gammas]
-
     def defocus_map(self, gammas: list[Tensor], size: tuple[int, int], eps: float = 0.0) -> Tensor:
         """The defocus scale [B, 1, H, W] in input pixels: the per-scale mean squared radii
-        r_t^2 of the effective kernels, each nearest-upsampled and converted to input pixels
-        by its factor f_t, combined as sqrt(mean_t (f_t r_t)^2 + eps). Training uses eps > 0
-        to keep the square root's gradient finite where the kernel is a Dirac."""
+        r_t^2 of the effective kernels sum_j gamma_j A_j (rkr.mean_square_radius; with the
+        authors' mixing convolution, `paper`, D also mixes colour channels, so the radius
+        describes the atoms' weighting, not D exactly), each nearest-upsampled and converted
+        to input pixels by its factor f_t, combined as sqrt(mean_t (f_t r_t)^2 + eps).
+        Training uses eps > 0 to keep the square root's gradient finite at a Dirac kernel."""
         m2 = self.rkr.second_moments()
         S = len(gammas)
         squares = [upsample_to(mean_square_radius(g, m2), size, 2 ** (S - 1 - t)) * 4 ** (S - 1 - t)
