@@ -26,19 +26,9 @@ from .imageio import ImageError, pil_samples, remove_stale_temp_files
 from .inference import MIN_TILE, resolve_device
 from .levels import bits_of, from_levels, to_levels
 from .model import NRKNet
-from .pipeline import DeblurOptions, open_default_weights, output_folders, process_one, run_model
+from .pipeline import DeblurOptions, SilentReport, open_default_weights, output_folders, process_one, run_model
 
 _KEEP_INFO = ("icc_profile", "exif", "dpi")  # what a PIL image gets back of its metadata
-
-
-class _Silent:
-    """A pipeline.Report that reports nothing: errors are raised to the caller instead."""
-
-    def start(self, total: int) -> None: ...
-    def file_done(self) -> None: ...
-    def tile(self, done: int, total: int) -> None: ...
-    def note(self, message: str) -> None: ...
-    def error(self, path: Path, reason: str) -> None: ...
 
 
 class Deblurrer:
@@ -102,7 +92,7 @@ class Deblurrer:
             raise FileExistsError(f"{job.output}: exists (pass overwrite=True to replace it)")
         for folder in output_folders(jobs, opts):
             remove_stale_temp_files(folder)
-        process_one(self.model, job, opts, _Silent())
+        process_one(self.model, job, opts, SilentReport())
         return job.output
 
 

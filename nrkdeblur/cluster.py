@@ -32,7 +32,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from .batch import Job
-from .pipeline import DeblurOptions, Outcome, Report, attempt, failure_reason, open_default_weights
+from .pipeline import DeblurOptions, Outcome, Report, SilentReport, attempt, failure_reason, open_default_weights
 
 RETRIES = 2  # more tries for a photo whose worker died; then it is reported as failed
 CPUS_PER_WORKER = 4  # without GPUs and without --workers: one worker per 4 CPUs of a node
@@ -76,25 +76,6 @@ def place(node_cpus: list[int], gpus: int, options: DeblurOptions, jobs: int) ->
     return Placement(min(workers, jobs), cpus, 0, "cpu")
 
 
-class Silent:
-    """The report inside an actor: per-tile progress stays on the worker."""
-
-    def start(self, total: int) -> None:
-        pass
-
-    def file_done(self) -> None:
-        pass
-
-    def tile(self, done: int, total: int) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        pass
-
-    def error(self, path: Path, reason: str) -> None:
-        pass
-
-
 class Worker:
     """A Ray Data actor: the model loaded once, then one batch of jobs (rows of paths) per call."""
 
@@ -119,7 +100,7 @@ class Worker:
         """pipeline.attempt; an error it lets through (a bug) is reported for this photo too,
         as its traceback is on another machine (--debug raises it on the driver)."""
         try:
-            return attempt(self.model, job, self.options, Silent())
+            return attempt(self.model, job, self.options, SilentReport())
         except Exception as e:
             if self.options.debug:
                 raise
