@@ -13,6 +13,7 @@ keeps one InferenceSession per model, options and device, reused by every tile a
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Callable
@@ -99,23 +100,19 @@ def session_options(threads: int | None = None):
     return so
 
 
-_arena: list[bool] = []
-
-
+@functools.cache
 def _shared_cpu_arena() -> bool:
     """Register, once per process, a CPU arena that grows by what is asked for instead of
     doubling: at 912 x 1168 tiles of the shipped model the peak drops from 2319 to 2050 MB,
     at the same speed (measured). False if this ONNX Runtime cannot."""
-    if not _arena:
-        import onnxruntime as ort
+    import onnxruntime as ort
 
-        try:
-            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
-            _arena.append(True)
-        except (AttributeError, RuntimeError, TypeError, ValueError):
-            _arena.append(False)
-    return _arena[0]
+    try:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return False
+    return True
 
 
 def onnxruntime_runner(model: NRKNet, spec: RunSpec) -> Runner:
