@@ -203,15 +203,16 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
     """
     from .cluster import ClusterError
     from .pipeline import DeblurOptions, process_batch
-
     from .runtime import resolve_backend
 
-    if engine == "local" and workers is not None:
-        raise click.UsageError("--workers is for --engine ray")
-    if engine == "local":
-        usage_errors(resolve_backend, backend, resolve_device(device))
+    if engine == "local":  # the Ray workers check the device and backend on their own machines
+        if workers is not None:
+            raise click.UsageError("--workers is for --engine ray")
+        dev = resolve_device(device)
+        usage_errors(resolve_backend, backend, dev)
+        device = str(dev)
     options = usage_errors(DeblurOptions, recursive=recursive, fmt=fmt, quality=quality, overwrite=overwrite,
-                           weights=weights, device=str(resolve_device(device)) if engine == "local" else device,
+                           weights=weights, device=device,
                            half=half, backend=backend, tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir,
                            coef_dir=coef_dir, linear=linear, strength=strength, debug=debug, engine=engine,
                            ray_address=ray_address, workers=workers)
@@ -505,19 +506,16 @@ def make_restorer(method: str, pred_dir: Path | None, weights: Path | None, devi
         if linear:
             return lambda name, blurry: (to_uint8(srgb_to_linear(fn(linear_to_srgb(blurry.astype(np.float32) / 255)))), None)
         return lambda name, blurry: (to_uint8(fn(blurry.astype(np.float32) / 255)), None)
-    from .inference import choose_tile, deblur
-    from .pipeline import open_default_weights
+    from .pipeline import DeblurOptions, open_default_weights, run_model
 
     model = open_default_weights(weights, resolve_device(device))
-    dev = next(model.parameters()).device
+    options = DeblurOptions(linear=linear, strength=strength, backend="torch")  # tiles as for deblurring
 
-    def run_model(name, blurry):
-        x = blurry.astype(np.float32) / 255
-        out = deblur(model, x, tile=choose_tile(model, *x.shape[:2], dev), linear=linear, strength=strength,
-                     defocus=True)
+    def restore(name, blurry):
+        out = run_model(model, blurry.astype(np.float32) / 255, options, defocus=True)
         return to_uint8(out.image), out.defocus
 
-    return run_model
+    return restore
 
 
 def _fmt(value: float | None, spec: str) -> str:
