@@ -16,7 +16,7 @@ README = ROOT / "README.md"
 INSTALL = "pip install torch==2.13.0 -e . && nrkdeblur examples/"
 TEST = "pip install torch==2.13.0 -e '.[test,ray,onnx]' && python -m pytest -q"
 # the word is assembled so that this file does not contain it
-# whole words only, and not a dotted API key such as ONNX Runtime's "session.use_env_allocators"
+# whole words only, and not a dotted API key (ONNX Runtime's config entries are named that way)
 NARRATION = re.compile(r"(?<![\w.])" + "sess" + r"ions?\b(?!\.\w)", re.IGNORECASE)
 BINARY_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".safetensors", ".pt", ".pth"}
 
