@@ -24,6 +24,7 @@ from .imageio import ImageError, atomic_write, read_photo, remove_stale_temp_fil
 from .inference import DEFAULT_OVERLAP, Deblurred, choose_tile, deblur, resolve_device
 from .maps import atom_sheet, heatmap
 from .model import NRKNet
+from .runtime import resolve_backend
 from .weights import CONFIG_KEY, WeightsError, default_weights, load_model
 
 
@@ -232,7 +233,9 @@ def run_model(model: NRKNet, pixels: np.ndarray, options: DeblurOptions, defocus
     H, W = pixels.shape[:2]
     device = next(model.parameters()).device
     overlap = options.overlap
-    tile = choose_tile(model, H, W, device, overlap=overlap) if options.tile is None else (options.tile, options.tile)
+    backend = resolve_backend(options.backend, device)  # its memory per pixel sets the tile
+    tile = (choose_tile(model, H, W, device, overlap=overlap, backend=backend) if options.tile is None
+            else (options.tile, options.tile))
     if tile is not None:
         overlap = min(overlap, min(tile) // 2)
     return deblur(model, pixels, tile=tile, overlap=overlap, defocus=defocus, coefficients=coefficients,

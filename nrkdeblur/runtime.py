@@ -4,10 +4,11 @@ Both are one call, [1, 3, h, w] float32 on the CPU -> [1, K, h, w] float32 on th
 the channels of inference.forward_maps (image, defocus scale, coefficients), so
 inference.deblur's tiling, blending and colour handling stay the same for both.
 
-"auto" is ONNX Runtime on the CPU when it is installed: it is measured faster there end
-to end, exports included (README, "Speed and memory"); torch everywhere else (CUDA, MPS),
-where nothing was measured against it. The ONNX Runtime backend reads the exported graph
-from the cache (export.cached_onnx: one export per weights, options and versions) and
+"auto" is torch: measured side by side on an idle 2-core CPU (README, "Speed and
+memory"), ONNX Runtime was as fast at 1280 x 720 and no faster for a 12 MP photo end to
+end, with a higher peak memory; on CUDA nothing was measured against it. The ONNX Runtime
+backend (--backend onnxruntime) reads the exported graph from the cache
+(export.cached_onnx: one export per weights, options and versions) and
 keeps one InferenceSession per model, options and device, reused by every tile and photo.
 """
 
@@ -50,11 +51,11 @@ def onnxruntime_available() -> bool:
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
-    """"auto" -> the faster backend measured for this device; others are checked."""
+    """"auto" -> the backend measured faster (torch, module docstring); others are checked."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
     if name == "auto":
-        return "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"
+        return "torch"
     if name == "onnxruntime":
         if not onnxruntime_available():
             raise ValueError("--backend onnxruntime needs the onnx extra: pip install 'nrkdeblur[onnx]'")
@@ -83,8 +84,10 @@ def torch_runner(model: NRKNet, spec: RunSpec) -> Runner:
 
 def session_options(threads: int | None = None):
     """ONNX Runtime settings measured best here (README, "Speed and memory"): all graph
-    optimisations, one intra-op thread per torch thread, sequential execution, the memory
-    pattern and arena on (tiles of one shape reuse them)."""
+    optimisations, one intra-op thread per torch thread, sequential execution, the arena on
+    (tiles of one shape reuse its blocks: without it a 912 x 1168 tile takes 9.4 s instead
+    of 5.6 s) and the memory pattern off (with it, the second run of a shape plans one more
+    block beside the arena's: peak 2816 MB instead of 2003 MB, at the same speed)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -92,7 +95,7 @@ def session_options(threads: int | None = None):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads or torch.get_num_threads()
     so.inter_op_num_threads = 1
-    so.enable_mem_pattern = True
+    so.enable_mem_pattern = False
     so.enable_cpu_mem_arena = True
     so.log_severity_level = 3  # errors only
     if _shared_cpu_arena():
@@ -119,8 +122,8 @@ def onnxruntime_runner(model: NRKNet, spec: RunSpec) -> Runner:
     """One InferenceSession on the cached export; on CUDA through the CUDA execution
     provider, in float16 when half (an export in float16). Every tile is padded here to the
     model's multiple exactly as NRKNet pads it (model.pad_to_multiple), so the tiles of a
-    photo reach the graph in one shape (tiling.py) and the runtime's arena and memory
-    pattern are reused; the graph's own padding then does nothing."""
+    photo reach the graph in one shape (tiling.py) and the runtime's arena blocks are
+    reused; the graph's own padding then does nothing."""
     import onnxruntime as ort
 
     from .export import ExportOptions, cached_onnx
@@ -152,16 +155,9 @@ _runners: "weakref.WeakKeyDictionary[NRKNet, dict[RunSpec, Runner]]" = weakref.W
 def runner_for(model: NRKNet, backend: str, defocus: bool, coefficients: bool, half: bool) -> Runner:
     """The runner for this model and settings, made once and kept as long as the model
     lives (one InferenceSession for all tiles and photos of a batch)."""
-    from .export import ExportError
-
     device = next(model.parameters()).device
     spec = RunSpec(resolve_backend(backend, device), str(device), defocus, coefficients, half)
     kept = _runners.setdefault(model, {})
     if spec not in kept:
-        try:
-            kept[spec] = (onnxruntime_runner if spec.backend == "onnxruntime" else torch_runner)(model, spec)
-        except ExportError:
-            if backend != "auto":
-                raise
-            kept[spec] = torch_runner(model, spec)  # auto: a graph that cannot be exported runs in torch
+        kept[spec] = (onnxruntime_runner if spec.backend == "onnxruntime" else torch_runner)(model, spec)
     return kept[spec]

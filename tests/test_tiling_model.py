@@ -42,6 +42,9 @@ def test_tile_choice_follows_the_memory_budget(model):
     th, tw = choose_tile(model, 4000, 6000, cpu, budget=256 << 20)
     assert th % 16 == 0 and tw % 16 == 0 and 256 <= th < 4000 and 256 <= tw < 6000
     assert th * tw * bytes_per_pixel(model) <= 256 << 20
+    th, tw = choose_tile(model, 4000, 6000, cpu, budget=512 << 20)
+    oh, ow = choose_tile(model, 4000, 6000, cpu, budget=512 << 20, backend="onnxruntime")
+    assert oh * ow * bytes_per_pixel(model, "onnxruntime") <= 512 << 20 and oh * ow < th * tw  # more bytes per pixel
 
 
 def test_tile_shape_minimises_the_pixels_processed(model):
