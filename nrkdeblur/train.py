@@ -21,6 +21,7 @@ import math
 import os
 import pickle
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,6 +338,14 @@ def refuse_past_end(done: int, steps: int, where: Path) -> None:
         raise RunSettingsError(f"{where} is at step {done}, past the {steps} steps asked for")
 
 
+def leave_signals_to_the_main_process(worker_id: int) -> None:
+    """A data worker ignores Ctrl-C and SIGTERM: sent to the whole process group (a terminal,
+    `kill -- -PGID`, a scheduler), they would otherwise end the workers first and the run
+    with a traceback instead of its own clean stop. The main process ends the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_data: Dataset | None,
           run_dir: str | os.PathLike, device: str | torch.device = "cpu", stop_after: int | None = None,
           on_step: Callable[[StepInfo], None] | None = None, init: str | os.PathLike | None = None,
@@ -392,7 +401,8 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
 
     end = settings.steps if stop_after is None else min(settings.steps, stop_after)
     loader = DataLoader(train_data, batch_sampler=StepBatches(step, end, settings.batch_size, rank, world),
-                        num_workers=settings.workers, collate_fn=collate, persistent_workers=False)
+                        num_workers=settings.workers, collate_fn=collate, persistent_workers=False,
+                        worker_init_fn=leave_signals_to_the_main_process)
     best = max((h["val_psnr"] for h in history), default=-math.inf)
     last_val = (history[-1]["val_psnr"], history[-1]["val_input_psnr"]) if history else (None, None)
     model.train()

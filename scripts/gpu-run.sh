@@ -25,7 +25,7 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
 PY
 workers=$(( $(nproc) - 2 ))
 python3 -m nrkdeblur train --run-dir "$OUT/run" --init weights/nrkdeblur-cpu.safetensors --width 32 \
-    --reblur-weight 0 --fft-weight 0 --log-mse --radius-weight 0.1 --soft-source 0.3 --radius-power 1.2 \
+    --reblur-weight 0 --fft-weight 0 --log-mse --radius-weight 1.0 --soft-source 0.3 --radius-power 1.2 \
     --crop 256 --batch-size 32 --lr 1e-4 --steps 20000 --workers "$workers" --device cuda \
     --photos "$DATA" --holdout benchmarks/out-of-recipe/sources.txt --holdout benchmarks/natural-dof/sources.txt \
     --val benchmarks/kodak24-defocus --val-every 500 --ckpt-every 500 --time-limit "$MINUTES" \

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,46 @@ def test_holdout_files_keep_their_photos_out_of_training(tmp_path, photos):
     listing.write_text("# a frozen set's sources\np1.png\nsome/folder/p3.png\n")
     data = open_train_data({"photos": [str(photos)], "holdout": [str(listing)]}, settings())
     assert sorted(p.name for p in data.paths) == ["p0.png", "p2.png", "p4.png", "p5.png"]
+
+
+def parent_of(proc: Path) -> int | None:
+    """The parent process id of a /proc/PID folder; None once the process is gone or a zombie."""
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+def test_a_signal_to_the_process_group_stops_training_cleanly(tmp_path, photos, val_set):
+    """SIGTERM to the whole group, as `kill -- -PGID` or a scheduler sends it, reaches the
+    data worker too: the worker ignores it, and the run ends with its one line and 143."""
+    import signal
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = ["train", "--run-dir", str(run), "--photos", str(photos), "--val", str(val_set), "--width", "4",
+            "--atoms", "5", "--crop", "32", "--batch-size", "2", "--steps", "100000", "--val-every", "100000",
+            "--ckpt-every", "2", "--workers", "1", "--device", "cpu"]
+    child = subprocess.Popen([sys.executable, "-m", "nrkdeblur", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        for _ in range(600):  # until it has trained a few steps with its data worker
+            if (run / "checkpoint.pt").exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert child.poll() is None, child.stderr.read()
+        (worker,) = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and parent_of(d) == child.pid]
+        os.kill(worker, signal.SIGTERM)  # what a signal to the group does to it: nothing
+        time.sleep(1.0)
+        assert parent_of(Path(f"/proc/{worker}")) == child.pid and child.poll() is None
+        os.killpg(child.pid, signal.SIGTERM)
+        assert child.wait(timeout=60) == 143
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    output = child.stdout.read() + child.stderr.read()
+    assert "terminated (SIGTERM)" in output and "Traceback" not in output, output
