@@ -206,6 +206,7 @@ def tiled_peak_memory(megapixels: float, weights: str | None = None, backend: st
     code = (
         "import json, resource, time, numpy as np, torch\n"
         "from nrkdeblur.inference import deblur, choose_tile\n"
+        "from nrkdeblur.runtime import resolve_backend\n"
         "from nrkdeblur.pipeline import open_default_weights\n"
         f"w = {weights!r}\n"
         "model = open_default_weights(None if w is None else __import__('pathlib').Path(w), torch.device('cpu'))\n"
@@ -214,7 +215,7 @@ def tiled_peak_memory(megapixels: float, weights: str | None = None, backend: st
         "rng = np.random.default_rng(0)\n"
         "img = np.clip(rng.random((h // 8 + 1, w_ // 8 + 1, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)[:h, :w_], 0, 1)\n"
         "t = time.perf_counter()\n"
-        "tile = choose_tile(model, h, w_, torch.device('cpu'))\n"
+        f"tile = choose_tile(model, h, w_, torch.device('cpu'), backend=resolve_backend({backend!r}, torch.device('cpu')))\n"
         f"deblur(model, img, tile=tile, backend={backend!r})\n"
         "s = time.perf_counter() - t\n"
         "try:  # VmHWM: this process's own peak (ru_maxrss also counts the parent's before exec)\n"
