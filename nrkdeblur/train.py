@@ -74,6 +74,9 @@ class TrainSettings:
             background, as photos with a natural shallow depth of field have
             (data/defocus.py, RenderSettings.p_soft_source).
         radius_power: the renderer's radius_power; lower draws strong blur more often.
+        highlights: share of synthetic samples whose highlights are brighter than white
+            before the blur and clip after it, as real bokeh does
+            (data/defocus.py, RenderSettings.p_highlights).
     """
 
     steps: int = 100_000
@@ -93,9 +96,11 @@ class TrainSettings:
     radius_weight: float = 0.0
     soft_source: float = 0.0
     radius_power: float = RenderSettings.radius_power
+    highlights: float = 0.0
 
     def render_settings(self) -> RenderSettings:
-        return RenderSettings(p_soft_source=self.soft_source, radius_power=self.radius_power)
+        return RenderSettings(p_soft_source=self.soft_source, radius_power=self.radius_power,
+                              p_highlights=self.highlights)
 
     def lr_at(self, step: int) -> float:
         frac = step / self.steps
@@ -191,7 +196,7 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
 
     args: every setting by run.json key (preset, width, atoms, init, photos, holdout,
     dpdd, lfdof, pairs, val, steps, batch_size, crop, lr, seed, alpha, beta, log_mse,
-    radius_weight, soft_source, radius_power, val_every, ckpt_every); explicit: the
+    radius_weight, soft_source, radius_power, highlights, val_every, ckpt_every); explicit: the
     keys the user gave. A new run stores args in RUN_DIR/run.json. A run that has one
     resumes with the saved settings; an explicit setting that disagrees with them is a
     ValueError, except `steps`, which reschedules the run (the message says how).
@@ -216,7 +221,8 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
         log_mse=args.get("log_mse", False), val_every=args["val_every"], ckpt_every=args["ckpt_every"],
         workers=workers, radius_weight=args.get("radius_weight", defaults.radius_weight),
         soft_source=args.get("soft_source", defaults.soft_source),
-        radius_power=args.get("radius_power", defaults.radius_power))
+        radius_power=args.get("radius_power", defaults.radius_power),
+        highlights=args.get("highlights", defaults.highlights))
     message = None
     rescheduled = saved is not None and args["steps"] != saved["steps"]
     if rescheduled:

@@ -229,6 +229,31 @@ def test_soft_source_softens_only_the_target_background() -> None:
     assert np.abs(softened.sharp - photo).mean() > 0.01
 
 
+def test_highlights_clip_into_bright_discs_after_the_blur() -> None:
+    from nrkdeblur.data.defocus import stretch_highlights
+
+    image = np.full((64, 64, 3), 0.1, dtype=np.float32)
+    image[29:36, 29:36] = 1.0  # a lamp of 7 x 7 px, white in the photo
+    linear = srgb_to_linear(image)
+    coc = np.full((64, 64), 6.0, dtype=np.float32)  # all out of focus
+    plain, _, _ = render_layers(linear, coc, Aperture(), CLEAN)
+    bright, _, _ = render_layers(stretch_highlights(linear, 0.7, 10.0), coc, Aperture(), CLEAN)
+    assert plain.max() < 0.5  # spread over a disc of radius 6, the lamp fades
+    disc = bright[..., 0] >= 0.999
+    assert 49 < disc.sum() < np.pi * 9.5**2  # a clipped disc wider than the lamp, inside its blur
+    assert disc[32, 32] and not disc[32, 42]
+    np.testing.assert_array_equal(stretch_highlights(linear, 0.7, 10.0)[:20], linear[:20])  # dark parts keep
+    # in render_pair the target is the in-focus exposure: only its clipped whites change
+    rng = np.random.default_rng(4)
+    photo = rng.uniform(0.1, 0.9, (48, 48, 3)).astype(np.float32)
+    photo[20:24, 20:24] = 0.97
+    plain_pair = render_pair(photo, np.random.default_rng(5), CLEAN)
+    lit = render_pair(photo, np.random.default_rng(5), replace(CLEAN, p_highlights=1.0))
+    np.testing.assert_array_equal(plain_pair.sharp, photo)  # p = 0 keeps the old random stream
+    changed = np.abs(lit.sharp - photo) > 1e-4
+    assert changed[20:24, 20:24].all() and np.all(srgb_to_linear(photo)[changed] > 0.7)
+
+
 def test_blurry_foreground_spills_over_background() -> None:
     image = np.full((80, 80, 3), 0.05, dtype=np.float32)
     image[30:50, 30:50] = 0.9

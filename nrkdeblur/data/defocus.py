@@ -17,7 +17,9 @@ The renderer fakes what a camera with a shallow depth of field does:
 The sharp target is the clean input photo, or, for a share of the samples
 (`p_soft_source`), the photo with its background already softened, as a photo
 taken with a shallow depth of field is: the network then learns to leave blur
-that belongs to the target alone instead of inventing edges in it. Besides the
+that belongs to the target alone instead of inventing edges in it. For another share
+(`p_highlights`) the photo's brightest light is stretched past white before the blur and
+clipped after it, as a camera clips out-of-focus lamps into flat bright discs. Besides the
 CoC radius, each pair carries the RMS radius of the PSF every pixel was
 rendered with, the quantity the network's defocus map estimates. Everything random comes from the
 `numpy.random.Generator` passed in, so a pair is a pure function of the seed.
@@ -100,6 +102,15 @@ class RenderSettings:
     # random numbers, so older recipes render exactly as before.
     p_soft_source: float = 0.0
     soft_source_sigma: tuple[float, float] = (1.0, 5.0)
+    # Chance that the scene's highlights were brighter than the sensor's white, as lamps,
+    # specular glints and sunlit sky are: linear values above highlight_knee are stretched
+    # by a gain drawn log-uniformly from highlight_gain before the blur, and both images clip
+    # at white after it, so out-of-focus highlights become bright clipped discs (real
+    # bokeh) while the sharp target clips where an in-focus exposure would. 0 draws no
+    # random numbers, so older recipes render exactly as before.
+    p_highlights: float = 0.0
+    highlight_knee: float = 0.7
+    highlight_gain: tuple[float, float] = (2.0, 30.0)
 
     @property
     def margin(self) -> int:
@@ -558,12 +569,23 @@ def render_pair(
     aperture = random_aperture(rng, settings)
     if settings.p_soft_source > 0 and rng.random() < settings.p_soft_source:
         region = soften_background(region, surface, rng.uniform(*settings.soft_source_sigma))
-    blurred, radius_map, rms_map = render_layers(srgb_to_linear(region), coc, aperture, settings)
+    scene = srgb_to_linear(region)
+    if settings.p_highlights > 0 and rng.random() < settings.p_highlights:
+        scene = stretch_highlights(scene, settings.highlight_knee, _log_uniform(rng, settings.highlight_gain))
+        region = linear_to_srgb(np.minimum(scene, 1.0)).astype(np.float32)  # the in-focus exposure
+    blurred, radius_map, rms_map = render_layers(scene, coc, aperture, settings)  # clips at white
     noisy = add_camera_noise(blurred[visible], rng, settings)
     blurry = encode_8bit(linear_to_srgb(noisy), rng, settings)
     target = np.ascontiguousarray(region[visible])
     return RenderedPair(blurry, target, np.ascontiguousarray(radius_map[visible]),
                         np.ascontiguousarray(rms_map[visible]))
+
+
+def stretch_highlights(linear: np.ndarray, knee: float, gain: float) -> np.ndarray:
+    """Scene light from a photo's linear values: unchanged below `knee`, stretched by
+    `gain` above it (continuous at the knee), so a white that the photo clipped becomes
+    light up to knee + gain * (1 - knee) times the sensor's white."""
+    return np.where(linear > knee, knee + gain * (linear - knee), linear).astype(np.float32)
 
 
 def soften_background(image: np.ndarray, surface: np.ndarray, sigma: float) -> np.ndarray:
