@@ -139,7 +139,7 @@ def rate(megapixels: float, seconds: float) -> str:
     """Throughput with three significant digits ("1.23 MP/s", "0.0112 MP/s"); "" if none."""
     if megapixels <= 0 or seconds <= 0:
         return ""
-    return f" ({megapixels / seconds:.3g} MP/s)"
+    return f" ({f'{megapixels / seconds:#.3g}'.rstrip('.')} MP/s)"  # "#": keeps 0.000800's zeros
 
 
 # --- deblur ------------------------------------------------------------------------
