@@ -6,9 +6,9 @@
 #   DATA=.gpu-data bash scripts/gpu-run.sh      # DATA: a folder with the sharp training photos
 #
 # The run starts from the shipped weights at their width, so the result is a drop-in
-# candidate that keeps today's inference cost; it trains with the recipe of the current
-# long CPU run (radius term, soft-source targets, strong blur more often) at a GPU batch size
-# and stops cleanly at its deadline (`--time-limit`), writing its weights. Evaluate the
+# candidate that keeps today's inference cost; it trains with the recipe of the best CPU
+# pilot (map term 0.3, soft-source targets, clipped highlights, strong blur more often) at
+# a GPU batch size and stops cleanly at its deadline (`--time-limit`), writing its weights. Evaluate the
 # weights on the CPU afterwards like any other candidate: `nrkdeblur eval benchmarks/*/`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
 PY
 workers=$(( $(nproc) - 2 ))
 python3 -m nrkdeblur train --run-dir "$OUT/run" --init weights/nrkdeblur-cpu.safetensors --width 32 \
-    --reblur-weight 0 --fft-weight 0 --log-mse --radius-weight 1.0 --soft-source 0.3 --radius-power 1.2 \
+    --reblur-weight 0 --fft-weight 0 --log-mse --radius-weight 0.3 --soft-source 0.3 --radius-power 1.2 --highlights 0.3 \
     --crop 256 --batch-size 32 --lr 1e-4 --steps 20000 --workers "$workers" --device cuda \
     --photos "$DATA" --holdout benchmarks/out-of-recipe/sources.txt --holdout benchmarks/natural-dof/sources.txt \
     --val benchmarks/kodak24-defocus --val-every 500 --ckpt-every 500 --time-limit "$MINUTES" \
