@@ -8,8 +8,9 @@
 # The run starts from the shipped weights at their width, so the result is a drop-in
 # candidate that keeps today's inference cost; it trains with the recipe of the best CPU
 # pilot (map term 0.3, soft-source targets, clipped highlights, strong blur more often) at
-# a GPU batch size and stops cleanly at its deadline (`--time-limit`), writing its weights. Evaluate the
-# weights on the CPU afterwards like any other candidate: `nrkdeblur eval benchmarks/*/`.
+# a GPU batch size and stops cleanly at its deadline (`--time-limit`), writing its
+# weights. Evaluate the weights on the CPU afterwards like any other candidate:
+# `nrkdeblur eval benchmarks/*/`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
