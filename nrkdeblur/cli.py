@@ -283,6 +283,10 @@ class Reporter:
               help="Model size: 'cpu' (the shipped default) or 'paper' (6.1 M parameters, for a GPU).")
 @click.option("--width", type=int, help="Override the preset's U-Net width.")
 @click.option("--atoms", type=int, help="Override the preset's number of atoms J.")
+@click.option("--focus-width", type=click.IntRange(1),
+              help="Add a focus head of this many channels: it measures the blur (the defocus map) and holds the "
+                   "network's change back where it would do harm; with --init it starts at zero effect.")
+@click.option("--focus-only", is_flag=True, help="Train the focus head alone; the rest of the network stays as it is.")
 @click.option("--init", "init", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from these weights (.safetensors) instead of a fresh model; with a larger --width the "
                    "new channels start at zero effect, so training continues from their quality.")
@@ -324,7 +328,7 @@ class Reporter:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, init, photos, holdout, dpdd, lfdof, pairs,
+def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, focus_width, focus_only, init, photos, holdout, dpdd, lfdof, pairs,
           val_dir, steps, batch_size, crop, lr, fft_weight, reblur_weight, radius_weight, soft_source, radius_power,
           highlights, log_mse, seed, val_every, ckpt_every, workers, stop_after, time_limit, device, debug) -> None:
     """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
@@ -347,7 +351,8 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, ini
 
     names = {"preset_name": "preset", "val_dir": "val", "fft_weight": "beta", "reblur_weight": "alpha"}
     explicit = {names.get(k, k) for k in ctx.params if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-    args = {"preset": preset_name, "width": width, "atoms": atoms, "init": init and str(init),
+    args = {"preset": preset_name, "width": width, "atoms": atoms, "focus_width": focus_width, "focus_only": focus_only,
+            "init": init and str(init),
             "photos": [str(p) for p in photos], "holdout": [str(p) for p in holdout], "dpdd": dpdd and str(dpdd),
             "lfdof": lfdof and str(lfdof), "pairs": pairs and [str(p) for p in pairs], "val": val_dir and str(val_dir),
             "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,

@@ -37,6 +37,10 @@ class NRKConfig:
             coefficients and zero-initialises the ConvLSTM's candidate gate, so a fresh
             model has gamma = e_1, D = I and outputs its input exactly, so CPU training
             starts at the input's PSNR instead of spending hundreds of steps to reach it.
+        focus_width: ours, not the paper's. Channels of the focus head (model.FocusHead),
+            which measures the blur in pixels (the defocus map) and decides per pixel how
+            much of the network's change to keep; 0: no head, the map is the effective
+            kernels' RMS radius and the output is eq. 10's Z.
     """
 
     width: int = 64
@@ -50,12 +54,15 @@ class NRKConfig:
     num_scales: int = 3
     head_batchnorm: bool = True
     identity_start: bool = False
+    focus_width: int = 0
 
     def __post_init__(self) -> None:
         if self.mixing not in ("sum", "conv"):
             raise ValueError(f"mixing must be 'sum' or 'conv', not {self.mixing!r}")
         if self.num_atoms < 1 or self.width < 1 or self.num_scales < 1:
             raise ValueError("num_atoms, width and num_scales must be positive")
+        if self.focus_width < 0:
+            raise ValueError("focus_width must be 0 (no focus head) or positive")
 
     @property
     def multiple(self) -> int:

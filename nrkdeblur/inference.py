@@ -60,7 +60,7 @@ def bytes_per_pixel(model: NRKNet, backend: str = "torch") -> float:
     keeps more intermediates alive: for the shipped weights on a 912 x 1168 tile, 1520 B/px
     against torch's 1100 (estimate here 1504), so its tiles are smaller for the same peak."""
     c = model.config
-    torch_bytes = 4.0 * (8 * c.width + 4 * c.num_atoms + 40)
+    torch_bytes = 4.0 * (8 * c.width + 4 * c.num_atoms + 40 + 3 * c.focus_width)  # the focus head: ~3 maps of its width
     return torch_bytes * (ONNXRUNTIME_MEMORY if backend == "onnxruntime" else 1.0)
 
 
@@ -120,15 +120,14 @@ def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
 def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) -> Tensor:
     """[1, 3, h, w] -> [1, 3 (+1) (+S*J), h, w]: image, defocus scale, coefficients.
 
-    The defocus scale (NRKNet.defocus_map) combines the per-scale RMS radii r_t of the
-    effective kernels (rkr.rms_radius), converted to input pixels by the scale's factor f_t,
-    as sqrt(mean_t (f_t r_t)^2).
+    The defocus scale is NRKNet.defocus_map: the focus head's measured radius where the
+    model has one, else the RMS radius of the effective kernels combined over the scales.
     """
     out = model(x, return_gamma=defocus or coefficients)
     parts = [out.image]
     size = x.shape[-2:]
     if defocus:
-        parts.append(model.defocus_map(out.gammas, size))
+        parts.append(model.defocus_map(out, size))
     if coefficients:
         S = len(out.gammas)
         parts.extend(upsample_to(g, size, 2 ** (S - 1 - t)) for t, g in enumerate(out.gammas))

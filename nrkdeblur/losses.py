@@ -10,10 +10,11 @@ spectrum's by Hermitian symmetry); the reblurring term compares the learned oper
 applied to the sharp pyramid with the blurry pyramid, weighted like its scale's Neumann sum.
 alpha = beta = 0.1. Norms are means over pixels (as torch's MSELoss/L1Loss).
 
-The radius term (ours, weight `radius_weight`) ties the coefficients to the true blur: the
-mean absolute difference, in pixels, between the network's defocus map (the RMS radius of
-its effective kernels, NRKNet.defocus_map) and the RMS radius of the PSF each pixel was
-rendered with, so that the map users look at measures the blur.
+The radius term (ours, weight `radius_weight`) ties the defocus map to the true blur: the
+mean absolute difference, in pixels, between the network's map (NRKNet.defocus_map: the
+RMS radius of its effective kernels, or its focus head's measured radius) and the RMS
+radius of the PSF each pixel was rendered with, so that the map users look at measures
+the blur.
 
 `log_mse=True` (ours, for the CPU-trained weights) replaces every squared error by
 10 log10(MSE_i) averaged over the images i of the batch, i.e. minus their mean PSNR.

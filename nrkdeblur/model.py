@@ -6,7 +6,8 @@ fine give coefficients gamma_t, hence blur operators D_t (rkr.py), and
 
     Z = Y + (I - D_1) Y + up2((I - D_2)^2 Y_2) + up4((I - D_3)^3 Y_3)          (eq. 10)
 
-Smallest parts first: ResBlock, UNet, CoefficientHead (the authors' "APU"), NRKNet.
+Smallest parts first: ResBlock, UNet, CoefficientHead (the authors' "APU"), FocusHead
+(ours, optional), NRKNet.
 
 Where the authors' code (csZcWu/NRKNet) differs from the paper, the `paper` preset follows
 the code so that their checkpoints load (weights.py converts them):
@@ -18,7 +19,7 @@ the code so that their checkpoints load (weights.py converts them):
   at half resolution, gamma = y * r + y (paper: "ConvLSTM units");
 - the pyramid is nearest-neighbour downsampling (F.interpolate, scale 0.5), the terms and
   the LSTM state are upsampled bilinearly.
-Our own addition, `identity_start` (config.py), is off for `paper`.
+Our own additions, `identity_start` and `focus_width` (config.py), are off for `paper`.
 """
 
 from __future__ import annotations
@@ -138,6 +139,53 @@ class CoefficientHead(nn.Module):
         return torch.addcmul(y, y, r).add_(self.offset), (h, c)  # y * r + y + offset
 
 
+class FocusHead(nn.Module):
+    """Ours, not the paper's (config.focus_width > 0): measures the blur in pixels, and holds
+    the network back where its change would do harm (blur too strong to invert, a region
+    already smooth, a background the photo had soft on purpose).
+
+    It reads, per pyramid scale t, the U-Net's decoder features and log(1 + q_t), q_t the
+    effective kernels' mean squared radius in input pixels^2 (rkr.mean_square_radius times
+    f_t^2), and at full resolution log(1e-5 + e), e the mean over colours of (Z - Y)^2, how
+    much the network changes the pixel. Each input passes a 1x1 convolution and is
+    upsampled bilinearly to the input's resolution; their sum passes three times ReLU and
+    a 3x3 convolution, then a 3x3 convolution gives two maps (delta, c), and
+
+        radius = relu(r_K + delta)        the defocus map in px (r_K: NRKNet.kernel_radius)
+        keep   = min(2 sigmoid(c), 1)     the share of the change Z - Y that is kept
+        Z'     = Y + keep (Z - Y)         the output, instead of eq. 10's Z
+
+    Its last convolution starts at zero, so a new head changes nothing (keep = 1, radius =
+    r_K) and can be added to trained weights (widen.load_widened). It only reads the rest
+    of the network: no gradient flows back through r_K, q_t or e.
+    """
+
+    def __init__(self, width: int, num_scales: int, channels: int):
+        super().__init__()
+        self.project = nn.ModuleList(nn.Conv2d(width + 1, channels, 1) for _ in range(num_scales))
+        self.change = nn.Conv2d(1, channels, 1)
+        self.body = nn.ModuleList(ReflectConv3x3(channels, channels, bias=True) for _ in range(3))
+        self.out = ReflectConv3x3(channels, 2, bias=True)
+        with torch.no_grad():
+            self.out.weight.zero_()
+            self.out.bias.zero_()
+
+    def forward(self, feats: list[Tensor], squares: list[Tensor], kernel_radius: Tensor,
+                change: Tensor) -> tuple[Tensor, Tensor]:
+        """feats [B, width, h_t, w_t] and squares q_t [B, 1, h_t, w_t], coarse to fine;
+        kernel_radius r_K [B, 1, H, W]; change Z - Y [B, C, H, W] -> (radius, keep), each
+        [B, 1, H, W]."""
+        S = len(feats)
+        h = self.change(change.detach().square().mean(1, keepdim=True).add_(1e-5).log_())
+        for t, (f, q, project) in enumerate(zip(feats, squares, self.project)):
+            z = project(torch.cat([f, torch.log1p(q.detach())], dim=1))
+            h = h.add_(F.interpolate(z, scale_factor=2.0 ** (S - 1 - t), mode="bilinear") if t < S - 1 else z)
+        for conv in self.body:
+            h = conv(F.relu(h, inplace=True))
+        delta, c = self.out(F.relu(h, inplace=True)).split(1, dim=1)
+        return F.relu(kernel_radius.detach() + delta), torch.sigmoid(c).mul(2).clamp_max(1)
+
+
 def pad_to_multiple(x: Tensor, m: int) -> Tensor:
     """Pad bottom and right so both sides are multiples of m and at least 2m (the 3x3
     convolutions reflect at 1/m scale): reflect, or replicate for tiny images."""
@@ -163,6 +211,7 @@ class NRKOutput(NamedTuple):
     reblurred: list[Tensor] | None  # training: D_t(X_t) for the sharp pyramid X_t
     blurry: list[Tensor] | None  # training: the input pyramid Y_t, coarse to fine
     sharp: list[Tensor] | None  # training: the sharp pyramid X_t, coarse to fine
+    radius: Tensor | None = None  # (B, 1, H, W) the focus head's defocus map, px (with a head)
 
 
 class NRKNet(nn.Module):
@@ -176,6 +225,7 @@ class NRKNet(nn.Module):
         self.head = CoefficientHead(config.width, J, config.lstm_kernel, config.head_batchnorm, config.identity_start)
         self.rkr = RecursiveKernels(J, C, config.atoms_per_channel, config.symmetric_taps)
         self.mix = nn.Conv2d(J * C, C, 1, bias=True) if config.mixing == "conv" else None
+        self.focus = FocusHead(config.width, config.num_scales, config.focus_width) if config.focus_width else None
 
     def blur(self, x: Tensor, gamma: Tensor) -> Tensor:
         """The learned blur operator D(x) for coefficients gamma (eq. 3)."""
@@ -185,7 +235,8 @@ class NRKNet(nn.Module):
         """Deblur `blurry` [B, C, H, W] in [0, 1]; any H, W (padded internally).
 
         With `sharp` (training), also returns the per-scale Neumann sums, the reblurred
-        sharp pyramid D_t(X_t) and both pyramids, for the losses of eq. 12-14.
+        sharp pyramid D_t(X_t) and both pyramids, for the losses of eq. 12-14. With a focus
+        head, the output is its blend of Y and Z, and `radius` its defocus map.
         """
         S = self.config.num_scales
         H, W = blurry.shape[-2:]
@@ -198,22 +249,32 @@ class NRKNet(nn.Module):
         h0, w0 = ys[0].shape[-2] // 2, ys[0].shape[-1] // 2
         state = (blurry.new_zeros(B, J, h0, w0), blurry.new_zeros(B, J, h0, w0))
         image = ys[-1]
-        gammas, sums, reblurred = [], [], []
+        gammas, sums, reblurred, feats = [], [], [], []
         for t, y in enumerate(ys):  # coarse to fine
-            gamma, state = self.head(self.unet(y), state)
+            f = self.unet(y)
+            gamma, state = self.head(f, state)
             term, total = y, y
             for _ in range(S - t):  # (I - D_t)^(S-t) Y_t, and the partial sums
                 term = term - self.blur(term, gamma)
                 if xs is not None:
                     total = total + term
             image = image + (F.interpolate(term, scale_factor=2.0 ** (S - 1 - t), mode="bilinear") if t < S - 1 else term)
-            if return_gamma:
+            if return_gamma or self.focus is not None:
                 gammas.append(gamma)
+            if self.focus is not None:
+                feats.append(f)
             if xs is not None:
                 sums.append(total)
                 reblurred.append(self.blur(xs[t], gamma))
             if t < S - 1:
                 state = tuple(F.interpolate(s, scale_factor=2.0, mode="bilinear") for s in state)
+
+        radius = None
+        if self.focus is not None:
+            squares = self.kernel_squares(gammas)
+            change = image - blurry
+            radius, keep = self.focus(feats, squares, self.combine(squares, blurry.shape[-2:]), change)
+            image = torch.addcmul(blurry, keep, change)  # Y + keep (Z - Y)
 
         crop = lambda z, f: z[..., : -(-H // f), : -(-W // f)]  # noqa: E731  ceil(H / f)
         scales = [2 ** (S - 1 - t) for t in range(S)]
@@ -225,20 +286,36 @@ class NRKNet(nn.Module):
             reblurred=[crop(z, f) for z, f in zip(reblurred, scales)] if training else None,
             blurry=[crop(z, f) for z, f in zip(ys, scales)] if training else None,
             sharp=[crop(z, f) for z, f in zip(xs, scales)] if training else None,
+            radius=crop(radius, 1) if radius is not None else None,
         )
 
-    def defocus_map(self, gammas: list[Tensor], size: tuple[int, int], eps: float = 0.0) -> Tensor:
-        """The defocus scale [B, 1, H, W] in input pixels: the per-scale mean squared radii
-        r_t^2 of the effective kernels sum_j gamma_j A_j (rkr.mean_square_radius; with the
-        authors' mixing convolution, `paper`, D also mixes colour channels, so the radius
-        describes the atoms' weighting, not D exactly), each nearest-upsampled and converted
-        to input pixels by its factor f_t, combined as sqrt(mean_t (f_t r_t)^2 + eps).
-        Training uses eps > 0 to keep the square root's gradient finite at a Dirac kernel."""
+    def kernel_squares(self, gammas: list[Tensor]) -> list[Tensor]:
+        """q_t = f_t^2 r_t^2 [B, 1, h_t, w_t], coarse to fine: the mean squared radius of
+        the effective kernel sum_j gamma_j A_j at scale t (rkr.mean_square_radius), in
+        input pixels^2 (f_t = 2^(S-1-t), the scale's factor)."""
         m2 = self.rkr.second_moments()
         S = len(gammas)
-        squares = [upsample_to(mean_square_radius(g, m2), size, 2 ** (S - 1 - t)) * 4 ** (S - 1 - t)
-                   for t, g in enumerate(gammas)]
-        return (torch.stack(squares).mean(0) + eps).sqrt()
+        return [mean_square_radius(g, m2) * 4 ** (S - 1 - t) for t, g in enumerate(gammas)]
+
+    @staticmethod
+    def combine(squares: list[Tensor], size: tuple[int, int], eps: float = 0.0) -> Tensor:
+        """sqrt(mean_t q_t + eps), each q_t nearest-upsampled to `size`: [B, 1, H, W], px."""
+        S = len(squares)
+        return (torch.stack([upsample_to(q, size, 2 ** (S - 1 - t)) for t, q in enumerate(squares)]).mean(0) + eps).sqrt()
+
+    def kernel_radius(self, gammas: list[Tensor], size: tuple[int, int], eps: float = 0.0) -> Tensor:
+        """The RMS radius r_K [B, 1, H, W] of the kernel the network inverts, in input
+        pixels: the per-scale squares q_t (kernel_squares) combined as sqrt(mean_t q_t).
+        With the authors' mixing convolution, `paper`, D also mixes colour channels, so the
+        radius describes the atoms' weighting, not D exactly. Training uses eps > 0 to keep
+        the square root's gradient finite at a Dirac kernel."""
+        return self.combine(self.kernel_squares(gammas), size, eps)
+
+    def defocus_map(self, out: NRKOutput, size: tuple[int, int], eps: float = 0.0) -> Tensor:
+        """The defocus map [B, 1, H, W] in input pixels for a forward pass `out` (made with
+        return_gamma): the focus head's measured radius where the model has one, else the
+        kernels' RMS radius (kernel_radius)."""
+        return out.radius if out.radius is not None else self.kernel_radius(out.gammas, size, eps)
 
 
 def upsample_to(x: Tensor, size: tuple[int, int], f: int) -> Tensor:

@@ -77,6 +77,9 @@ class TrainSettings:
         highlights: share of synthetic samples whose highlights are brighter than white
             before the blur and clip after it, as real bokeh does
             (data/defocus.py, RenderSettings.p_highlights).
+        focus_only: train the focus head alone (model.FocusHead) and keep the rest of the
+            network as it is: only the head's parameters learn, and the frozen part builds
+            no autograd graph, so a step costs little more than a forward pass.
     """
 
     steps: int = 100_000
@@ -97,6 +100,7 @@ class TrainSettings:
     soft_source: float = 0.0
     radius_power: float = RenderSettings.radius_power
     highlights: float = 0.0
+    focus_only: bool = False
 
     def render_settings(self) -> RenderSettings:
         return RenderSettings(p_soft_source=self.soft_source, radius_power=self.radius_power,
@@ -181,7 +185,8 @@ def open_val_data(folder: str | os.PathLike) -> Dataset:
 
 
 class RunSettingsError(ValueError):
-    """The settings asked for disagree with the run folder's (a usage error, not a broken file)."""
+    """The settings asked for disagree with each other or with the run folder's (a usage
+    error, not a broken file)."""
 
 
 class RunPlan(NamedTuple):
@@ -196,8 +201,8 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
 
     args: every setting by run.json key (preset, width, atoms, init, photos, holdout,
     dpdd, lfdof, pairs, val, steps, batch_size, crop, lr, seed, alpha, beta, log_mse,
-    radius_weight, soft_source, radius_power, highlights, val_every, ckpt_every); explicit: the
-    keys the user gave. A new run stores args in RUN_DIR/run.json. A run that has one
+    radius_weight, soft_source, radius_power, highlights, focus_width, focus_only, val_every,
+    ckpt_every); explicit: the keys the user gave. A new run stores args in RUN_DIR/run.json. A run that has one
     resumes with the saved settings; an explicit setting that disagrees with them is a
     ValueError, except `steps`, which reschedules the run (the message says how).
     """
@@ -213,7 +218,8 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
                 raise RunSettingsError(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
         args = {**args, **saved, "steps": args["steps"] if "steps" in explicit else saved["steps"]}
     config = preset(args["preset"])
-    config = dataclasses.replace(config, width=args["width"] or config.width, num_atoms=args["atoms"] or config.num_atoms)
+    config = dataclasses.replace(config, width=args["width"] or config.width, num_atoms=args["atoms"] or config.num_atoms,
+                                 focus_width=args.get("focus_width") or config.focus_width)
     defaults = TrainSettings()
     settings = TrainSettings(
         steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
@@ -222,7 +228,10 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
         workers=workers, radius_weight=args.get("radius_weight", defaults.radius_weight),
         soft_source=args.get("soft_source", defaults.soft_source),
         radius_power=args.get("radius_power", defaults.radius_power),
-        highlights=args.get("highlights", defaults.highlights))
+        highlights=args.get("highlights", defaults.highlights),
+        focus_only=args.get("focus_only", defaults.focus_only))
+    if settings.focus_only and not config.focus_width:
+        raise RunSettingsError("--focus-only trains the focus head: give it one with --focus-width")
     message = None
     rescheduled = saved is not None and args["steps"] != saved["steps"]
     if rescheduled:
@@ -378,7 +387,12 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
     seed_everything(settings.seed)
     model = NRKNet(config).to(device)
     ema = copy.deepcopy(model).eval()  # validated and exported (settings.ema)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    if settings.focus_only:
+        if model.focus is None:
+            raise ValueError("training the focus head alone needs a model with one (--focus-width)")
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("focus."))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
     step, history = 0, []
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
@@ -411,7 +425,9 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
                         worker_init_fn=leave_signals_to_the_main_process)
     best = max((h["val_psnr"] for h in history), default=-math.inf)
     last_val = (history[-1]["val_psnr"], history[-1]["val_input_psnr"]) if history else (None, None)
-    model.train()
+    model.train(not settings.focus_only)  # frozen: BatchNorm keeps its statistics too
+    if settings.focus_only:
+        model.focus.train()
     deadline = None if time_limit is None else time.monotonic() + time_limit
     tick = time.perf_counter()
     for batch in loader:
@@ -420,13 +436,13 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         blur, sharp = batch["blur"].to(device), batch["sharp"].to(device)
         with_radius = settings.radius_weight > 0 and "radius" in batch
         out = net(blur, sharp, return_gamma=with_radius)
-        radius = (model.defocus_map(out.gammas, blur.shape[-2:], eps=1e-4), batch["radius"].to(device)) if with_radius else None
+        radius = (model.defocus_map(out, blur.shape[-2:], eps=1e-4), batch["radius"].to(device)) if with_radius else None
         terms = nrk_loss(out, sharp, settings.alpha, settings.beta, log_mse=settings.log_mse, radius=radius,
                          radius_weight=settings.radius_weight)
         opt.zero_grad(set_to_none=True)
         terms.total.backward()
         if settings.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], settings.grad_clip)
         opt.step()
         if settings.ema > 0:
             update_ema(ema, model, settings.ema, step)

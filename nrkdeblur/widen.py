@@ -9,7 +9,8 @@ the wide model computes exactly what the narrow one did and training continues f
 quality; they start to matter as those zero weights learn. At equal widths this is a
 plain copy: how a new run (other crops, rates, data) goes on from a finished one.
 
-Only the width may differ; every other config field must match.
+Only the width may differ, and a focus head (model.FocusHead) may be added: it starts at
+zero and changes nothing either. Every other config field must match.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from .model import NRKNet
 def input_channels(model: NRKNet, name: str, old: NRKConfig) -> list[int] | None:
     """Where the old model's input channels of layer `name` sit in the new model (None:
     they keep their places, followed by the new ones)."""
+    w, W = old.width, model.config.width
     if name == "head.lstm.conv":  # it reads cat([features (width), h (J)]): h moves back
-        w, W, J = old.width, model.config.width, old.num_atoms
-        return list(range(w)) + list(range(W, W + J))
+        return list(range(w)) + list(range(W, W + old.num_atoms))
+    if name.startswith("focus.project."):  # cat([features (width), log(1 + q)]): q moves back
+        return list(range(w)) + [W]
     return None
 
 
@@ -38,11 +41,14 @@ def load_widened(model: NRKNet, source: NRKNet) -> None:
     weights supply the new channels' inputs. Afterwards model(x) equals source(x) up to
     float rounding."""
     old, new = source.config, model.config
-    if dataclasses.replace(old, width=new.width) != new or new.width < old.width:
+    if (dataclasses.replace(old, width=new.width, focus_width=new.focus_width) != new or new.width < old.width
+            or old.focus_width not in (0, new.focus_width)):
         raise ValueError(f"cannot start a model of width {new.width} from weights of width {old.width} "
-                         "with another config (only the width may grow)")
+                         "with another config (only the width may grow, and a focus head be added)")
     state = source.state_dict()
-    convs = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+    added_head = old.focus_width == 0 and new.focus_width > 0  # the new head keeps its own start
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+             and not (added_head and name.startswith("focus."))}
     for name, module in convs.items():
         w_old, w_new = state[f"{name}.weight"], module.weight
         if isinstance(module, nn.ConvTranspose2d):  # stored (in, out, kh, kw)
@@ -55,7 +61,8 @@ def load_widened(model: NRKNet, source: NRKNet) -> None:
         if module.bias is not None:
             module.bias[:out_old] = state[f"{name}.bias"]
     conv_params = {f"{name}.{k}" for name in convs for k in ("weight", "bias")}
-    rest = {k: v for k, v in model.state_dict().items() if k not in conv_params}
+    rest = {k: v for k, v in model.state_dict().items()
+            if k not in conv_params and not (added_head and k.startswith("focus."))}
     for k, v in rest.items():  # RKR taps, BatchNorm: the width leaves them alone
         if state[k].shape != v.shape:
             raise ValueError(f"{k}: shape {tuple(state[k].shape)} does not fit {tuple(v.shape)}")

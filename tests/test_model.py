@@ -107,3 +107,46 @@ def test_channels_last_inference_gives_the_same_numbers():
         want = model(x).image
         got = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last)).image
     assert (got - want).abs().max() < 1e-5
+
+
+def test_the_focus_head_blends_input_and_network_and_measures_the_blur():
+    """Z' = Y + keep (Z - Y) with keep in [0, 1], and the map is relu(r_K + delta), rebuilt
+    from the head's own layers."""
+    torch.manual_seed(3)
+    config = dataclasses.replace(TINY, identity_start=False, focus_width=6)
+    model = NRKNet(config).eval()
+    with torch.no_grad():
+        for p in model.focus.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        x = torch.rand(1, 3, 32, 48)
+        out = model(x, return_gamma=True)
+        plain = NRKNet(dataclasses.replace(config, focus_width=0)).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("focus.")})
+        z = plain(x).image
+        squares = model.kernel_squares(out.gammas)
+        r_k = model.kernel_radius(out.gammas, x.shape[-2:])
+        feats = []  # the U-Net's features per scale, coarse to fine
+        model.unet.register_forward_hook(lambda m, i, o: feats.append(o))
+        model(x)
+        radius, keep = model.focus(feats, squares, r_k, z - x)
+    assert 0 <= keep.min() and keep.max() <= 1 and keep.min() < 0.99  # it does hold back somewhere
+    torch.testing.assert_close(out.image, x + keep * (z - x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.radius, radius)
+    assert torch.equal(model.defocus_map(out, x.shape[-2:]), out.radius) and (out.radius >= 0).all()
+    assert not torch.allclose(out.radius, r_k)
+
+
+def test_a_new_focus_head_changes_nothing():
+    torch.manual_seed(4)
+    plain = NRKNet(dataclasses.replace(TINY, identity_start=False)).eval()
+    with_head = NRKNet(dataclasses.replace(plain.config, focus_width=5)).eval()
+    from nrkdeblur.widen import load_widened
+
+    load_widened(with_head, plain)
+    x = torch.rand(1, 3, 37, 29)
+    with torch.no_grad():
+        a, b = plain(x, return_gamma=True), with_head(x, return_gamma=True)
+    torch.testing.assert_close(b.image, a.image, atol=1e-6, rtol=0)
+    torch.testing.assert_close(with_head.defocus_map(b, x.shape[-2:]), plain.defocus_map(a, x.shape[-2:]),
+                               atol=1e-6, rtol=0)
+    assert a.radius is None and b.radius.shape == (1, 1, 37, 29)

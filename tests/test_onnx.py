@@ -21,11 +21,17 @@ from nrkdeblur.weights import CONFIG_KEY, save_weights  # noqa: E402
 TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=False)
 MIXED = NRKConfig(width=4, num_atoms=4, atoms_per_channel=True, symmetric_taps=False, mixing="conv",
                   head_batchnorm=True)  # asymmetric taps: the exported convolution must not mirror them
+FOCUS = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=False, focus_width=3)
 
 
 def tiny_model(config=TINY, seed=0):
     torch.manual_seed(seed)
-    return NRKNet(config).eval()
+    model = NRKNet(config).eval()
+    if model.focus is not None:  # a head that acts, not the zero start
+        with torch.no_grad():
+            for p in model.focus.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +57,7 @@ def test_export_command_writes_a_checked_file_with_the_config(tmp_path, weights)
     assert run("export", weights, "-o", weights).exit_code != 0  # never over the weights
 
 
-@pytest.mark.parametrize("config, maps", [(TINY, False), (MIXED, True)])
+@pytest.mark.parametrize("config, maps", [(TINY, False), (MIXED, True), (FOCUS, True)])
 def test_onnxruntime_matches_torch_on_odd_sizes(tmp_path, config, maps):
     model = tiny_model(config)
     path = tmp_path / "m.onnx"

@@ -78,3 +78,21 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
     growth_mb = float(out.stdout.strip().splitlines()[-1])
     photo_mb = 4000 * 6000 * 3 * 4 / 2**20  # the float32 photo: 275 MB
     assert growth_mb < 2.5 * photo_mb, growth_mb  # output + blending, not a whole-photo forward (~10 GB)
+
+
+def test_a_focus_head_tiles_like_the_rest_of_the_network():
+    """The head's blend and its measured map come out of tiles as out of the whole photo."""
+    from nrkdeblur.config import NRKConfig
+    from nrkdeblur.model import NRKNet
+
+    torch.manual_seed(0)
+    model = NRKNet(NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", focus_width=4)).eval()
+    with torch.no_grad():  # a head that acts, not the zero start
+        for p in model.focus.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    pixels = read_photo(PHOTO).pixels
+    whole = deblur(model, pixels, tile=None, defocus=True)
+    tiled = deblur(model, pixels, tile=MIN_TILE, overlap=DEFAULT_OVERLAP, defocus=True)
+    assert np.abs(whole.image - pixels).max() > 10 / 255  # it changes the photo
+    assert np.abs(tiled.image - whole.image).max() < 1 / 255
+    assert np.abs(tiled.defocus - whole.defocus).max() < 0.01 * max(whole.defocus.max(), 1)

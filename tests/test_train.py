@@ -131,6 +131,8 @@ def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, v
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "4"])
     assert refused.exit_code == 1 and "checkpoint.pt: not a readable checkpoint" in refused.output
     assert json.loads((run / "run.json").read_text())["steps"] == 3
+    alone = CliRunner().invoke(main, first[:1] + ["--run-dir", str(tmp_path / "other")] + first[3:] + ["--focus-only"])
+    assert alone.exit_code == 2 and "--focus-width" in alone.output and not (tmp_path / "other").exists()
 
 
 def test_a_run_may_start_from_narrower_weights(tmp_path, photos, val_set):
@@ -197,11 +199,11 @@ def test_the_radius_term_teaches_the_defocus_map_the_true_blur(tmp_path, photos)
     def error(m: NRKNet) -> float:
         with torch.no_grad():
             out = m(blur, return_gamma=True)
-            return (m.defocus_map(out.gammas, blur.shape[-2:]) - truth).abs().mean().item()
+            return (m.defocus_map(out, blur.shape[-2:]) - truth).abs().mean().item()
 
     assert error(model) < 0.8 * error(fresh)
     out = fresh(blur, torch.stack([b["sharp"] for b in batch]), return_gamma=True)
-    pred = fresh.defocus_map(out.gammas, blur.shape[-2:], eps=1e-4)
+    pred = fresh.defocus_map(out, blur.shape[-2:], eps=1e-4)
     terms = nrk_loss(out, torch.stack([b["sharp"] for b in batch]), 0.0, 0.0, radius=(pred, truth), radius_weight=1.0)
     assert terms.radius.item() == pytest.approx((pred - truth).abs().mean().item())
     terms.total.backward()
@@ -269,3 +271,38 @@ def test_a_signal_to_the_process_group_stops_training_cleanly(tmp_path, photos, 
             os.killpg(child.pid, signal.SIGKILL)
     output = child.stdout.read() + child.stderr.read()
     assert "terminated (SIGTERM)" in output and "Traceback" not in output, output
+
+
+def test_focus_only_trains_the_head_alone_and_it_learns_the_map(tmp_path, photos):
+    """--focus-only: every weight outside the focus head stays as it was, and the head's
+    map error against the rendered PSF radius falls below the kernels' own."""
+    from nrkdeblur.weights import save_weights
+
+    torch.manual_seed(0)
+    start = NRKNet(TINY)
+    with torch.no_grad():  # trained-like base weights, not the identity start
+        for p in start.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    save_weights(start, tmp_path / "base.safetensors")
+    config = dataclasses.replace(TINY, focus_width=6)
+    data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=0, settings=MILD)
+    train(config, settings(steps=RADIUS_STEPS, lr=1e-2, beta=0.0, alpha=0.0, ema=0.0, radius_weight=RADIUS_W,
+                           focus_only=True), data, None, tmp_path / "run", init=tmp_path / "base.safetensors")
+    model = load_model(tmp_path / "run" / "last.safetensors")
+    before = start.state_dict()
+    for name, value in model.state_dict().items():
+        if not name.startswith("focus."):
+            assert torch.equal(value, before[name]), name
+    batch = [data[10_000 + i] for i in range(4)]
+    blur, truth = torch.stack([b["blur"] for b in batch]), torch.stack([b["radius"] for b in batch])
+    with torch.no_grad():
+        learned = (model.defocus_map(model(blur), blur.shape[-2:]) - truth).abs().mean().item()
+        out = start(blur, return_gamma=True)
+        kernels = (start.defocus_map(out, blur.shape[-2:]) - truth).abs().mean().item()  # the head's start
+    assert learned < 0.95 * kernels  # 120 steps on six photos: about 8 % better
+
+
+def test_focus_only_needs_a_focus_head(tmp_path, photos):
+    data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=0, settings=MILD)
+    with pytest.raises(ValueError, match="focus head"):
+        train(TINY, settings(steps=2, focus_only=True), data, None, tmp_path / "run")

@@ -54,3 +54,17 @@ def test_refuses_anything_but_a_wider_copy(change, message):
     wide = NRKNet(dataclasses.replace(NARROW, **change))
     with pytest.raises(ValueError, match=message):
         load_widened(wide, trained_like(NARROW))
+
+
+def test_a_model_with_a_focus_head_widens_too():
+    config = dataclasses.replace(NARROW, focus_width=3)
+    narrow = trained_like(config)
+    wide = NRKNet(dataclasses.replace(config, width=7)).eval()
+    load_widened(wide, narrow)
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        a, b = narrow(x), wide(x)
+    torch.testing.assert_close(b.image, a.image, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.radius, a.radius, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="focus head"):  # a head of another width is not a copy
+        load_widened(NRKNet(dataclasses.replace(config, focus_width=4)), narrow)
