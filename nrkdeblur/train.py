@@ -202,8 +202,8 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
     args: every setting by run.json key (preset, width, atoms, init, photos, holdout,
     dpdd, lfdof, pairs, val, steps, batch_size, crop, lr, seed, alpha, beta, log_mse,
     radius_weight, soft_source, radius_power, highlights, focus_width, focus_only, val_every,
-    ckpt_every); explicit: the keys the user gave. A new run stores args in RUN_DIR/run.json. A run that has one
-    resumes with the saved settings; an explicit setting that disagrees with them is a
+    ckpt_every); explicit: the keys the user gave. A new run stores args in RUN_DIR/run.json.
+    A run that has one resumes with the saved settings; an explicit setting that disagrees with them is a
     ValueError, except `steps`, which reschedules the run (the message says how).
     """
     run_file = run_dir / "run.json"
@@ -387,12 +387,13 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
     seed_everything(settings.seed)
     model = NRKNet(config).to(device)
     ema = copy.deepcopy(model).eval()  # validated and exported (settings.ema)
-    if settings.focus_only:
-        if model.focus is None:
-            raise ValueError("training the focus head alone needs a model with one (--focus-width)")
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("focus."))
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
+    if settings.focus_only and model.focus is None:
+        raise ValueError("training the focus head alone needs a model with one (--focus-width)")
+    trainable = list((model.focus if settings.focus_only else model).parameters())
+    if settings.focus_only:  # the rest builds no autograd graph
+        model.requires_grad_(False)
+        model.focus.requires_grad_(True)
+    opt = torch.optim.Adam(trainable, lr=settings.lr)
     step, history = 0, []
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
@@ -442,7 +443,7 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         opt.zero_grad(set_to_none=True)
         terms.total.backward()
         if settings.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], settings.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
         opt.step()
         if settings.ema > 0:
             update_ema(ema, model, settings.ema, step)

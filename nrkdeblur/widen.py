@@ -46,9 +46,14 @@ def load_widened(model: NRKNet, source: NRKNet) -> None:
         raise ValueError(f"cannot start a model of width {new.width} from weights of width {old.width} "
                          "with another config (only the width may grow, and a focus head be added)")
     state = source.state_dict()
-    added_head = old.focus_width == 0 and new.focus_width > 0  # the new head keeps its own start
-    convs = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
-             and not (added_head and name.startswith("focus."))}
+    added_head = old.focus_width == 0 and new.focus_width > 0
+
+    def fresh(name: str) -> bool:
+        """A part of a head added now: it keeps its own (zero-effect) start."""
+        return added_head and name.startswith("focus.")
+
+    convs = {name: m for name, m in model.named_modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and not fresh(name)}
     for name, module in convs.items():
         w_old, w_new = state[f"{name}.weight"], module.weight
         if isinstance(module, nn.ConvTranspose2d):  # stored (in, out, kh, kw)
@@ -61,8 +66,7 @@ def load_widened(model: NRKNet, source: NRKNet) -> None:
         if module.bias is not None:
             module.bias[:out_old] = state[f"{name}.bias"]
     conv_params = {f"{name}.{k}" for name in convs for k in ("weight", "bias")}
-    rest = {k: v for k, v in model.state_dict().items()
-            if k not in conv_params and not (added_head and k.startswith("focus."))}
+    rest = {k: v for k, v in model.state_dict().items() if k not in conv_params and not fresh(k)}
     for k, v in rest.items():  # RKR taps, BatchNorm: the width leaves them alone
         if state[k].shape != v.shape:
             raise ValueError(f"{k}: shape {tuple(state[k].shape)} does not fit {tuple(v.shape)}")
