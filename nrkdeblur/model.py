@@ -152,8 +152,12 @@ class FocusHead(nn.Module):
     a 3x3 convolution, then a 3x3 convolution gives two maps (delta, c), and
 
         radius = relu(r_K + delta)        the defocus map in px (r_K: NRKNet.kernel_radius)
-        keep   = min(2 sigmoid(c), 1)     the share of the change Z - Y that is kept
+        keep   = 2 sigmoid(c)             the share of the change Z - Y that is kept, in (0, 2)
         Z'     = Y + keep (Z - Y)         the output, instead of eq. 10's Z
+
+    Below 1, keep holds the network back; above 1 it goes further where the network
+    inverts too little. keep is not clamped at 1: a clamp has no gradient above it, and a
+    head whose c drifted above 0 in its first steps never learned to hold back.
 
     Its last convolution starts at zero, so a new head changes nothing (keep = 1, radius =
     r_K) and can be added to trained weights (widen.load_widened). It only reads the rest
@@ -175,15 +179,22 @@ class FocusHead(nn.Module):
         """feats [B, width, h_t, w_t] and squares q_t [B, 1, h_t, w_t], coarse to fine;
         kernel_radius r_K [B, 1, H, W]; change Z - Y [B, C, H, W] -> (radius, keep), each
         [B, 1, H, W]."""
+        def project(t: int) -> Tensor:  # scale t's 1x1 convolution of [f_t, log(1 + q_t)]
+            conv, q = self.project[t], torch.log1p(squares[t].detach())
+            if torch.onnx.is_in_onnx_export():  # ONNX's strict shape inference rejects the broadcast below
+                return conv(torch.cat([feats[t], q], dim=1))
+            z = F.conv2d(feats[t], conv.weight[:, :-1], conv.bias)  # without copying f_t into a concatenation
+            return z.add_(q * conv.weight[:, -1:].view(1, -1, 1, 1))
+
         S = len(feats)
-        h = self.change(change.detach().square().mean(1, keepdim=True).add_(1e-5).log_())
-        for t, (f, q, project) in enumerate(zip(feats, squares, self.project)):
-            z = project(torch.cat([f, torch.log1p(q.detach())], dim=1))
-            h = h.add_(F.interpolate(z, scale_factor=2.0 ** (S - 1 - t), mode="bilinear") if t < S - 1 else z)
+        h = project(S - 1)  # the sum starts in the full-resolution features' memory layout
+        h = h.add_(self.change(change.detach().square().mean(1, keepdim=True).add_(1e-5).log_()))
+        for t in range(S - 1):
+            h = h.add_(F.interpolate(project(t), scale_factor=2.0 ** (S - 1 - t), mode="bilinear"))
         for conv in self.body:
             h = conv(F.relu(h, inplace=True))
         delta, c = self.out(F.relu(h, inplace=True)).split(1, dim=1)
-        return F.relu(kernel_radius.detach() + delta), torch.sigmoid(c).mul(2).clamp_max(1)
+        return F.relu(kernel_radius.detach() + delta), torch.sigmoid(c).mul(2)
 
 
 def pad_to_multiple(x: Tensor, m: int) -> Tensor:

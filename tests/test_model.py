@@ -110,7 +110,7 @@ def test_channels_last_inference_gives_the_same_numbers():
 
 
 def test_the_focus_head_blends_input_and_network_and_measures_the_blur():
-    """Z' = Y + keep (Z - Y) with keep in [0, 1], and the map is relu(r_K + delta), rebuilt
+    """Z' = Y + keep (Z - Y) with keep in (0, 2), and the map is relu(r_K + delta), rebuilt
     from the head's own layers."""
     torch.manual_seed(3)
     config = dataclasses.replace(TINY, identity_start=False, focus_width=6)
@@ -129,11 +129,23 @@ def test_the_focus_head_blends_input_and_network_and_measures_the_blur():
         model.unet.register_forward_hook(lambda m, i, o: feats.append(o))
         model(x)
         radius, keep = model.focus(feats, squares, r_k, z - x)
-    assert 0 <= keep.min() and keep.max() <= 1 and keep.min() < 0.99  # it does hold back somewhere
+    assert 0 < keep.min() < 0.99 and 1.01 < keep.max() < 2  # it holds back somewhere, goes further elsewhere
     torch.testing.assert_close(out.image, x + keep * (z - x), atol=1e-6, rtol=0)
     torch.testing.assert_close(out.radius, radius)
     assert torch.equal(model.defocus_map(out, x.shape[-2:]), out.radius) and (out.radius >= 0).all()
     assert not torch.allclose(out.radius, r_k)
+
+
+def test_the_focus_head_still_learns_where_it_keeps_more_than_the_change():
+    """With c > 0 everywhere (keep > 1), the loss still moves c: a head pushed there early
+    can come back and learn to hold back."""
+    torch.manual_seed(5)
+    model = NRKNet(dataclasses.replace(TINY, identity_start=False, focus_width=4))
+    with torch.no_grad():
+        model.focus.out.bias[1] = 2.0
+    x, target = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    (model(x).image - target).square().mean().backward()
+    assert model.focus.out.bias.grad[1].abs() > 1e-6
 
 
 def test_a_new_focus_head_changes_nothing():
