@@ -329,8 +329,9 @@ class Reporter:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, focus_width, focus_only, init, photos,
-          holdout, dpdd, lfdof, pairs, val_dir, steps, batch_size, crop, lr, fft_weight, reblur_weight, radius_weight, soft_source, radius_power,
-          highlights, log_mse, seed, val_every, ckpt_every, workers, stop_after, time_limit, device, debug) -> None:
+          holdout, dpdd, lfdof, pairs, val_dir, steps, batch_size, crop, lr, fft_weight, reblur_weight, radius_weight,
+          soft_source, radius_power, highlights, log_mse, seed, val_every, ckpt_every, workers, stop_after, time_limit,
+          device, debug) -> None:
     """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
 
     Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
