@@ -316,6 +316,8 @@ class Reporter:
               help="Renderer: the per-sample blur radius is drawn as u**P of the largest; lower = strong blur more often.")
 @click.option("--highlights", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of synthetic samples whose highlights clip after the blur, as real bokeh does.")
+@click.option("--high-iso", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of synthetic samples with a high-ISO phone's noise and a strong JPEG.")
 @click.option("--log-mse/--mse", "log_mse", default=False, show_default=True,
               help="Squared errors as minus each image's PSNR (ours) instead of plain MSE (paper).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -330,8 +332,8 @@ class Reporter:
 @click.pass_context
 def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, focus_width, focus_only, init, photos,
           holdout, dpdd, lfdof, pairs, val_dir, steps, batch_size, crop, lr, fft_weight, reblur_weight, radius_weight,
-          soft_source, radius_power, highlights, log_mse, seed, val_every, ckpt_every, workers, stop_after, time_limit,
-          device, debug) -> None:
+          soft_source, radius_power, highlights, high_iso, log_mse, seed, val_every, ckpt_every, workers, stop_after,
+          time_limit, device, debug) -> None:
     """Train NRKNet; resumes exactly from RUN_DIR's checkpoint.
 
     Data: synthetic defocus rendered on the fly from sharp photos (--photos), or real
@@ -358,7 +360,7 @@ def train(ctx: click.Context, run_dir: Path, preset_name: str, width, atoms, foc
             "lfdof": lfdof and str(lfdof), "pairs": pairs and [str(p) for p in pairs], "val": val_dir and str(val_dir),
             "steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
             "beta": fft_weight, "alpha": reblur_weight, "log_mse": log_mse, "radius_weight": radius_weight,
-            "soft_source": soft_source, "radius_power": radius_power, "highlights": highlights,
+            "soft_source": soft_source, "radius_power": radius_power, "highlights": highlights, "high_iso": high_iso,
             "val_every": val_every, "ckpt_every": ckpt_every}
     with one_line_errors(debug):
         try:

@@ -14,6 +14,7 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -22,10 +23,11 @@ import os
 import pickle
 import random
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -77,6 +79,8 @@ class TrainSettings:
         highlights: share of synthetic samples whose highlights are brighter than white
             before the blur and clip after it, as real bokeh does
             (data/defocus.py, RenderSettings.p_highlights).
+        high_iso: share of synthetic samples with a high-ISO phone's noise and a strong JPEG
+            (data/defocus.py, RenderSettings.p_high_iso).
         focus_only: train the focus head alone (model.FocusHead) and keep the rest of the
             network as it is: only the head's parameters learn, and the frozen part builds
             no autograd graph, so a step costs little more than a forward pass.
@@ -100,11 +104,12 @@ class TrainSettings:
     soft_source: float = 0.0
     radius_power: float = RenderSettings.radius_power
     highlights: float = 0.0
+    high_iso: float = 0.0
     focus_only: bool = False
 
     def render_settings(self) -> RenderSettings:
         return RenderSettings(p_soft_source=self.soft_source, radius_power=self.radius_power,
-                              p_highlights=self.highlights)
+                              p_highlights=self.highlights, p_high_iso=self.high_iso)
 
     def lr_at(self, step: int) -> float:
         frac = step / self.steps
@@ -201,8 +206,8 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
 
     args: every setting by run.json key (preset, width, atoms, init, photos, holdout,
     dpdd, lfdof, pairs, val, steps, batch_size, crop, lr, seed, alpha, beta, log_mse,
-    radius_weight, soft_source, radius_power, highlights, focus_width, focus_only, val_every,
-    ckpt_every); explicit: the keys the user gave. A new run stores args in RUN_DIR/run.json.
+    radius_weight, soft_source, radius_power, highlights, high_iso, focus_width, focus_only,
+    val_every, ckpt_every); explicit: the keys the user gave. A new run stores args in RUN_DIR/run.json.
     A run that has one resumes with the saved settings; an explicit setting that disagrees
     with them is a ValueError, except `steps`, which reschedules the run (the message says
     how).
@@ -230,6 +235,7 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
         soft_source=args.get("soft_source", defaults.soft_source),
         radius_power=args.get("radius_power", defaults.radius_power),
         highlights=args.get("highlights", defaults.highlights),
+        high_iso=args.get("high_iso", defaults.high_iso),
         focus_only=args.get("focus_only", defaults.focus_only))
     if settings.focus_only and not config.focus_width:
         raise RunSettingsError("--focus-only trains the focus head: give it one with --focus-width")
@@ -362,6 +368,29 @@ def leave_signals_to_the_main_process(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then raise a held one through the
+    handler that was in place. For work a signal must not cut in two: a data worker hands a
+    batch over in several exchanges (cut, the worker prints a traceback), and torch.save
+    cut mid-write raises an unrelated error or aborts the process as its writer closes.
+    Outside the main thread (where handlers cannot be set) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if held:
+            signal.raise_signal(held[0])
+
+
 def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_data: Dataset | None,
           run_dir: str | os.PathLike, device: str | torch.device = "cpu", stop_after: int | None = None,
           on_step: Callable[[StepInfo], None] | None = None, init: str | os.PathLike | None = None,
@@ -432,7 +461,12 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
         model.focus.train()
     deadline = None if time_limit is None else time.monotonic() + time_limit
     tick = time.perf_counter()
-    for batch in loader:
+    batches = iter(loader)
+    while True:
+        with signals_held():
+            batch = next(batches, None)
+        if batch is None:
+            break
         for g in opt.param_groups:
             g["lr"] = settings.lr_at(step)
         blur, sharp = batch["blur"].to(device), batch["sharp"].to(device)
@@ -464,13 +498,15 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
             history.append({"step": step, "loss": terms.total.item(), "radius_mae": terms.radius.item(), "val_psnr": val_psnr,
                             "val_input_psnr": val_in, "lr": settings.lr_at(step - 1), "time": time.time()})
             last_val = (val_psnr, val_in)
-            if val_psnr > best:
-                best = val_psnr
-                save_weights(ema, run_dir / "best.safetensors", extra={"nrkdeblur.step": str(step)})
-            atomic_write(run_dir / "history.json", lambda f: f.write(json.dumps(history, indent=1).encode()))
+            with signals_held():
+                if val_psnr > best:
+                    best = val_psnr
+                    save_weights(ema, run_dir / "best.safetensors", extra={"nrkdeblur.step": str(step)})
+                atomic_write(run_dir / "history.json", lambda f: f.write(json.dumps(history, indent=1).encode()))
         if rank == 0 and (step % settings.ckpt_every == 0 or step == end):
-            save_checkpoint(ckpt_path, model, ema, opt, step, settings, history)
-            save_weights(ema, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(step)})
+            with signals_held():
+                save_checkpoint(ckpt_path, model, ema, opt, step, settings, history)
+                save_weights(ema, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(step)})
         if on_step is not None and rank == 0:
             on_step(StepInfo(step, settings.steps, terms.total.item(), seconds, *last_val))
         tick = time.perf_counter()  # validation and checkpoints do not count as step time

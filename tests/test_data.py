@@ -254,6 +254,19 @@ def test_highlights_clip_into_bright_discs_after_the_blur() -> None:
     assert changed[20:24, 20:24].all() and np.all(srgb_to_linear(photo)[changed] > 0.7)
 
 
+def test_high_iso_samples_are_noisier_and_the_default_renders_as_before() -> None:
+    flat = np.full((64, 64, 3), 0.4, dtype=np.float32)  # in focus and flat: the spread is the noise
+    base = replace(RenderSettings(), p_all_in_focus=1.0, p_noise=1.0, p_jpeg=0.0)
+    plain = render_pair(flat, np.random.default_rng(3), base)
+    spread = [[render_pair(flat, np.random.default_rng(seed), replace(base, p_high_iso=p)).blurry.std()
+               for seed in range(12)] for p in (0.0, 1.0)]
+    assert np.mean(spread[1]) > 1.5 * np.mean(spread[0]) > 0  # about 2x
+    np.testing.assert_array_equal(render_pair(flat, np.random.default_rng(3), replace(base, p_high_iso=0.0)).blurry,
+                                  plain.blurry)  # p = 0 keeps the old random stream
+    strong = RenderSettings().high_iso()
+    assert strong.p_noise == strong.p_jpeg == 1.0 and strong.jpeg_quality_range == (30, 85)
+
+
 def test_blurry_foreground_spills_over_background() -> None:
     image = np.full((80, 80, 3), 0.05, dtype=np.float32)
     image[30:50, 30:50] = 0.9

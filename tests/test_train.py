@@ -273,6 +273,27 @@ def test_a_signal_to_the_process_group_stops_training_cleanly(tmp_path, photos, 
     assert "terminated (SIGTERM)" in output and "Traceback" not in output, output
 
 
+def test_a_signal_during_held_work_takes_effect_once_it_is_done():
+    """Ctrl-C or SIGTERM in the middle of a batch's hand-over or of torch.save would break
+    them (a worker's traceback; an unrelated error or an abort): signals_held raises the
+    signal after the block, through the handler in place, and puts the handlers back."""
+    import signal
+
+    from nrkdeblur.train import signals_held
+
+    done = []
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of the work
+            done.append("the rest of the work")
+    assert done == ["the rest of the work"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is before
+    with signals_held():  # no signal: nothing raised
+        done.append("more")
+    assert done[-1] == "more"
+
+
 def test_focus_only_trains_the_head_alone_and_it_learns_the_map(tmp_path, photos):
     """--focus-only: every weight outside the focus head stays as it was, and the head's
     map error against the rendered PSF radius falls below the kernels' own."""

@@ -19,7 +19,8 @@ The sharp target is the clean input photo, or, for a share of the samples
 taken with a shallow depth of field is: the network then learns to leave blur
 that belongs to the target alone instead of inventing edges in it. For another share
 (`p_highlights`) the photo's brightest light is stretched past white before the blur and
-clipped after it, as a camera clips out-of-focus lamps into flat bright discs. Besides the
+clipped after it, as a camera clips out-of-focus lamps into flat bright discs; for a
+share (`p_high_iso`) the noise and JPEG are a high-ISO phone's. Besides the
 CoC radius, each pair carries the RMS radius of the PSF every pixel was
 rendered with, the quantity the network's defocus map estimates. Everything random comes from the
 `numpy.random.Generator` passed in, so a pair is a pure function of the seed.
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -111,6 +112,20 @@ class RenderSettings:
     p_highlights: float = 0.0
     highlight_knee: float = 0.7
     highlight_gain: tuple[float, float] = (2.0, 30.0)
+    # Chance of a small sensor at high ISO behind a strong JPEG, as in a phone photo taken
+    # in dim light and shared on the web: noise and JPEG are then always on, drawn from the
+    # ranges below instead of the ones above. 0 draws no random numbers, so older recipes
+    # render exactly as before.
+    p_high_iso: float = 0.0
+    high_iso_shot_noise_range: tuple[float, float] = (1e-3, 2e-2)
+    high_iso_read_noise_range: tuple[float, float] = (2e-3, 2e-2)
+    high_iso_jpeg_quality_range: tuple[int, int] = (30, 85)
+
+    def high_iso(self) -> "RenderSettings":
+        """These settings with the high-ISO camera's noise and JPEG always on."""
+        return replace(self, p_noise=1.0, shot_noise_range=self.high_iso_shot_noise_range,
+                       read_noise_range=self.high_iso_read_noise_range, p_jpeg=1.0,
+                       jpeg_quality_range=self.high_iso_jpeg_quality_range)
 
     @property
     def margin(self) -> int:
@@ -574,8 +589,9 @@ def render_pair(
         scene = stretch_highlights(scene, settings.highlight_knee, _log_uniform(rng, settings.highlight_gain))
         region = linear_to_srgb(np.minimum(scene, 1.0)).astype(np.float32)  # the in-focus exposure
     blurred, radius_map, rms_map = render_layers(scene, coc, aperture, settings)  # clips at white
-    noisy = add_camera_noise(blurred[visible], rng, settings)
-    blurry = encode_8bit(linear_to_srgb(noisy), rng, settings)
+    camera = settings.high_iso() if settings.p_high_iso > 0 and rng.random() < settings.p_high_iso else settings
+    noisy = add_camera_noise(blurred[visible], rng, camera)
+    blurry = encode_8bit(linear_to_srgb(noisy), rng, camera)
     target = np.ascontiguousarray(region[visible])
     return RenderedPair(blurry, target, np.ascontiguousarray(radius_map[visible]),
                         np.ascontiguousarray(rms_map[visible]))
