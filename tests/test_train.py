@@ -114,14 +114,16 @@ def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, v
     run = tmp_path / "run"
     first = ["train", "--run-dir", str(run), "--photos", str(photos), "--val", str(val_set), "--width", "4",
              "--atoms", "5", "--crop", "32", "--batch-size", "2", "--steps", "6", "--val-every", "2",
-             "--workers", "0", "--device", "cpu", "--stop-after", "2"]
+             "--workers", "0", "--device", "cpu", "--stop-after", "2", "--high-iso", "0.5"]
     assert CliRunner().invoke(main, first).exit_code == 0
+    assert json.loads((run / "run.json").read_text())["high_iso"] == 0.5
     result = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert "steps 6 -> 3; learning rate at step 2: 0.0001 -> 2.5e-05" in result.output
     assert json.loads((run / "run.json").read_text())["steps"] == 3
     history = json.loads((run / "history.json").read_text())
     assert [h["step"] for h in history] == [2, 3] and history[-1]["lr"] == 0.25 * 1e-4
+    assert json.loads(load_checkpoint(run / "checkpoint.pt")["settings"])["high_iso"] == 0.5  # kept on resume
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "2"])
     assert refused.exit_code == 2 and "is at step 3, past the 2 steps asked for" in refused.output  # a usage error
     assert json.loads((run / "run.json").read_text())["steps"] == 3
