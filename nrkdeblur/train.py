@@ -207,10 +207,10 @@ def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> Run
     args: every setting by run.json key (preset, width, atoms, init, photos, holdout,
     dpdd, lfdof, pairs, val, steps, batch_size, crop, lr, seed, alpha, beta, log_mse,
     radius_weight, soft_source, radius_power, highlights, high_iso, focus_width, focus_only,
-    val_every, ckpt_every); explicit: the keys the user gave. A new run stores args in RUN_DIR/run.json.
-    A run that has one resumes with the saved settings; an explicit setting that disagrees
-    with them is a ValueError, except `steps`, which reschedules the run (the message says
-    how).
+    val_every, ckpt_every); explicit: the keys the user gave. A new run stores args in
+    RUN_DIR/run.json. A run that has one resumes with the saved settings; an explicit
+    setting that disagrees with them is a ValueError, except `steps`, which reschedules the
+    run (the message says how).
     """
     run_file = run_dir / "run.json"
     saved = None
