@@ -84,3 +84,27 @@ def test_authors_checkpoint_converts_and_reproduces_their_output(tmp_path):
     with torch.no_grad():
         z = model(io["input"]).image
     assert (z - io["output"]).abs().max() < 1e-4
+
+
+def test_average_weights_script_writes_the_blend_of_two_files(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "average-weights.py"
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"{seed}.safetensors")
+        save_weights(NRKNet(TINY), paths[-1])
+    subprocess.run([sys.executable, str(script), *map(str, paths), "0.25", str(tmp_path / "avg.safetensors")],
+                   check=True, capture_output=True)
+    a, b = (load_model(p).state_dict() for p in paths)
+    avg = load_model(tmp_path / "avg.safetensors").state_dict()
+    for k, v in avg.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.75 * a[k] + 0.25 * b[k], atol=1e-6), k
+    save_weights(NRKNet(dataclasses.replace(TINY, width=8)), tmp_path / "wide.safetensors")
+    other = subprocess.run([sys.executable, str(script), str(paths[0]), str(tmp_path / "wide.safetensors"), "0.5",
+                            str(tmp_path / "x.safetensors")], capture_output=True, text=True)
+    assert other.returncode != 0 and "different networks" in other.stderr
+    assert not (tmp_path / "x.safetensors").exists()
