@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from nrkdeblur.weights import load_model, save_weights
+from nrkdeblur.weights import WeightsError, load_model, save_weights
 
 
 def main(a: str, b: str, t: float, out: str) -> None:
@@ -26,4 +26,9 @@ def main(a: str, b: str, t: float, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4])
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    try:
+        main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4])
+    except (WeightsError, ValueError) as e:
+        sys.exit(str(e))

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,9 +89,6 @@ def test_authors_checkpoint_converts_and_reproduces_their_output(tmp_path):
 
 
 def test_average_weights_script_writes_the_blend_of_two_files(tmp_path):
-    import subprocess
-    import sys
-
     script = Path(__file__).resolve().parents[1] / "scripts" / "average-weights.py"
     paths = []
     for seed in (0, 1):
