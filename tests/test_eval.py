@@ -256,3 +256,37 @@ def test_no_frozen_set_shares_a_source_photo_with_another():
                 assert line not in seen, f"{line} is in {seen.get(line)} and {listing.parent.name}"
                 seen[line] = listing.parent.name
     assert len(set(seen.values())) >= 3
+
+
+def test_map_percentiles_script_splits_a_frozen_set_by_its_true_radius(tmp_path):
+    """scripts/map-percentiles.py prints the map's percentiles over the pixels rendered in
+    focus and over the rest, as the map computed here gives them."""
+    import subprocess
+    import sys
+
+    from test_cli import TINY
+
+    import nrkdeblur
+    from nrkdeblur.data.datasets import write_radius_map
+    from nrkdeblur.model import NRKNet
+    from nrkdeblur.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(NRKNet(TINY), weights)
+    (tmp_path / "set" / "blur").mkdir(parents=True)
+    (tmp_path / "set" / "radius").mkdir()
+    photo = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "set" / "blur" / "a.png")
+    truth = np.zeros((40, 56), np.float32)
+    truth[:, 14:] = 3.0  # a quarter in focus
+    write_radius_map(tmp_path / "set" / "radius" / "a.tiff", truth)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "map-percentiles.py"
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "set"), str(weights)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    _, radius = nrkdeblur.load(weights, device="cpu").deblur(photo.astype(np.float32) / 255, defocus_map=True)
+    expect = [" ".join(f"{v:.1f}" for v in np.percentile(part, (25, 50, 75, 90)))
+              for part in (radius[:, :14], radius[:, 14:])]
+    assert f"a: in focus (25 %) {expect[0]} | defocused {expect[1]}" in r.stdout
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
+    assert r.returncode == 1 and "no photos" in r.stderr and "Traceback" not in r.stderr
