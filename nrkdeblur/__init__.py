@@ -7,7 +7,7 @@ The Python API (api.py), imported on first use so that `import nrkdeblur` stays 
     nrkdeblur.deblur_file("in.jpg", "out.jpg")
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 __all__ = ["Deblurrer", "__version__", "deblur_file", "load"]
 
 _API = ("Deblurrer", "deblur_file", "load")
