@@ -1,7 +1,7 @@
 """Starting a run from trained weights, optionally into a wider U-Net, output unchanged.
 
 Ours, not the paper's. On CPU a wider network trained from scratch learns too slowly to be
-worth it (README, "Choosing the CPU preset"), but a trained narrow one stops improving.
+worth it (docs/training-notes.md, "The `cpu` preset"), but a trained narrow one stops improving.
 So a wider model starts from the narrow one's weights: every old weight is copied, each
 new channel is computed by freshly initialised weights, and every weight through which
 an old channel *reads* a new one is zero. The new channels are invisible at first, so
