@@ -15,8 +15,9 @@ from .common import command, console
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write blur/, sharp/ and radius/ into.")
 @click.option("--seed", type=int, default=2026, show_default=True)
-@click.option("--recipe", type=click.Choice(["training", "out-of-recipe"]), default="training", show_default=True,
-              help="Renderer settings: the training recipe, or settings no training run uses.")
+@click.option("--recipe", type=click.Choice(["training", "out-of-recipe", "camera"]), default="training",
+              show_default=True, help="Renderer settings: the training recipe, settings no training run uses, "
+              "or the training recipe with lens aberrations and a phone's camera pipeline.")
 @click.option("--scale", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Shrink each photo by this factor first (0.5: half size).")
 def render(photos, output: Path, seed: int, recipe: str, scale: float) -> None:
