@@ -68,7 +68,7 @@ def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.
     preds = [out.image] + out.scale_outputs[::-1]  # fine to coarse
     targets = [sharp] + out.sharp[::-1]
     mse = sum(w * sq(z, x) for w, z, x in zip(weights, preds, targets))
-    fdr = sum(w * fft_l1(z, x) for w, z, x in zip(weights, preds, targets)) if beta else torch.zeros(())
+    fdr = sum(w * fft_l1(z, x) for w, z, x in zip(weights, preds, targets)) if beta else torch.zeros((), device=sharp.device)
     reblur = sum(w * sq(d, y) for w, d, y in zip(weights[1:], out.reblurred[::-1], out.blurry[::-1]))
     rad = (radius[0] - radius[1]).abs().mean() if radius is not None else torch.zeros((), device=sharp.device)
     return LossTerms(mse + beta * fdr + alpha * reblur + radius_weight * rad, mse, fdr, reblur, rad)

@@ -272,7 +272,7 @@ def start_or_resume(config: NRKConfig, recipe: Recipe, ckpt_path: Path, device: 
     opt = torch.optim.Adam(trainable, lr=recipe.optim.lr)
     if not ckpt_path.exists():
         if recipe.model.init is not None:
-            load_widened(model, load_model(recipe.model.init))
+            load_widened(model, load_model(recipe.model.init, device))
             ema.load_state_dict(model.state_dict())
         return Trainee(model, ema, opt, trainable, 0, [])
     state = load_checkpoint(ckpt_path)

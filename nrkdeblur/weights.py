@@ -27,8 +27,12 @@ DEFAULT_WEIGHTS_NAME = "nrkdeblur-cpu.safetensors"  # in the top-level weights/,
 
 
 def default_weights() -> Path:
-    """The shipped weights file, wherever the package is installed."""
-    return Path(str(files("nrkdeblur.pretrained").joinpath(DEFAULT_WEIGHTS_NAME)))
+    """The shipped weights file, wherever the package is installed; in a source tree that
+    is not installed (PYTHONPATH=.), the tree's own weights/ folder."""
+    try:
+        return Path(str(files("nrkdeblur.pretrained").joinpath(DEFAULT_WEIGHTS_NAME)))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "weights" / DEFAULT_WEIGHTS_NAME
 
 
 class WeightsError(NrkdeblurError):
