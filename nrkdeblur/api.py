@@ -6,6 +6,7 @@
     sharp = deblurrer.deblur(image)                       # numpy array or PIL image: same kind back
     sharp, defocus = deblurrer.deblur(image, defocus_map=True)
     nrkdeblur.deblur_file("in.jpg", "out.jpg")            # what `nrkdeblur in.jpg -o out.jpg` does
+    nrkdeblur.report("shoot/", "sharp/", "sharp/report.html")  # a batch and its before/after page
 
 Arrays and files take the same road as the command line: pipeline.DeblurOptions holds the
 settings, pipeline.run_model tiles and runs the network, pipeline.process_one reads and
@@ -26,7 +27,8 @@ from .imageio import ImageError, pil_samples, remove_stale_temp_files
 from .inference import MIN_TILE, resolve_device
 from .levels import bits_of, from_levels, to_levels
 from .model import NRKNet
-from .pipeline import DeblurOptions, SilentReport, open_default_weights, output_folders, process_one, run_model
+from .pipeline import (DeblurOptions, SilentReport, Summary, open_default_weights, output_folders, process_batch,
+                       process_one, run_model)
 
 _KEEP_INFO = ("icc_profile", "exif", "dpi")  # what a PIL image gets back of its metadata
 
@@ -116,6 +118,27 @@ def deblur_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, **
     deblurrer = load(opts.weights, opts.device, opts.half)
     return deblurrer.deblur_file(src, dst, **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
                                              if f.name not in ("weights", "device", "half")})
+
+
+def report(inputs: str | os.PathLike | list[str | os.PathLike], output: str | os.PathLike | None,
+           page: str | os.PathLike, **options) -> Summary:
+    """Deblur a batch as `nrkdeblur INPUTS -o OUTPUT --report PAGE` does and write its page.
+
+    inputs: a file or folder, or a list of them. output: a folder (or a file, for one
+    input), None to write beside the inputs (batch.plan's rules). page: the report's HTML
+    file; its previews go into the folder beside it (report.html: report_files/).
+    options: fields of pipeline.DeblurOptions (recursive, strength, tile, engine="ray" ...).
+    As on the command line, outputs that exist are skipped and still shown on the page,
+    and a photo that fails is listed there: failures are in the returned pipeline.Summary,
+    not raised. Raises WeightsError for a missing or bad weights file.
+    """
+    from .report_data import write_report
+
+    sources = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    opts = DeblurOptions(**options, report_page=Path(page))
+    summary = process_batch([Path(p) for p in sources], None if output is None else Path(output), opts, SilentReport())
+    write_report(opts, summary)
+    return summary
 
 
 def _split_array(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int | None, tuple[int, ...]]:

@@ -32,6 +32,7 @@ from .config import PRESETS, preset
 from .batch import EXTENSION_OF_FORMAT
 from .inference import DEFAULT_OVERLAP, MIN_TILE
 from .imageio import ImageError, atomic_write, list_images
+from .report_data import rate, summary_line  # noqa: F401 (rate: the summary's MP/s)
 from .weights import WeightsError, convert_official
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
@@ -135,13 +136,6 @@ def usage_errors(make, *args, **kwargs):
         raise click.UsageError(str(e)) from None
 
 
-def rate(megapixels: float, seconds: float) -> str:
-    """Throughput with three significant digits ("1.23 MP/s", "0.0112 MP/s"); "" if none."""
-    if megapixels <= 0 or seconds <= 0:
-        return ""
-    return f" ({f'{megapixels / seconds:#.3g}'.rstrip('.')} MP/s)"  # "#": keeps 0.000800's zeros
-
-
 # --- deblur ------------------------------------------------------------------------
 
 LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sRGB: they are "
@@ -173,6 +167,9 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
 @click.option("--linear", is_flag=True, help=LINEAR_HELP)
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="How much of the network's change to keep: 0 = the input, 1 = the network's output.")
+@click.option("--report", "report_page", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a before/after page of the batch here, to open in a browser, and its previews "
+                   "beside it (sharp/report.html: sharp/report_files/); a re-run includes the photos done before.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process. ray: a pool of Ray actors on this machine or a cluster (pip install 'nrkdeblur[ray]').")
 @click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
@@ -182,7 +179,7 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary; errors only.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, half, backend, tile, tile_overlap,
-           defocus_dir, coef_dir, linear, strength, engine, ray_address, workers, quiet, debug) -> None:
+           defocus_dir, coef_dir, linear, strength, report_page, engine, ray_address, workers, quiet, debug) -> None:
     """Deblur photos: files or folders in, all-in-focus photos out.
 
     Reads JPEG, PNG, TIFF, WebP, BMP (8 or 16 bit, grey, RGB, RGBA) and camera RAW
@@ -200,6 +197,7 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
       nrkdeblur shoot/*.CR2 -o sharp/ --defocus-map maps/
       nrkdeblur big.tif -o out.tif --tile 1024      bounded memory
       nrkdeblur shoot/ -o sharp/ -r --engine ray    Ray actors (workers check their own devices)
+      nrkdeblur shoot/ -o sharp/ --report sharp/report.html   before/after in a browser
     """
     from .cluster import ClusterError
     from .pipeline import DeblurOptions, process_batch
@@ -215,7 +213,7 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
                            weights=weights, device=device,
                            half=half, backend=backend, tile=tile, overlap=tile_overlap, defocus_dir=defocus_dir,
                            coef_dir=coef_dir, linear=linear, strength=strength, debug=debug, engine=engine,
-                           ray_address=ray_address, workers=workers)
+                           ray_address=ray_address, workers=workers, report_page=report_page)
     with Reporter(quiet) as report, one_line_errors(debug):
         try:
             summary = process_batch(list(inputs), output, options, report)
@@ -224,8 +222,13 @@ def deblur(inputs, output, recursive, fmt, quality, overwrite, weights, device, 
                 raise
             fail(str(e))
     if not quiet:
-        console.print(f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "
-                      f"in {summary.seconds:.1f} s{rate(summary.megapixels, summary.seconds)}")
+        console.print(summary_line(summary))
+    if report_page is not None:
+        from .report_data import write_report
+
+        with one_line_errors(debug):
+            write_report(options, summary)
+        report.note(f"wrote {report_page}")
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} failed:[/red]")
         for path, reason in summary.failed:

@@ -194,7 +194,7 @@ def dataset(ray, todo: list[Job], options: DeblurOptions, where: Placement):
     """The jobs as a Dataset (one photo per block) mapped by a pool of `where.workers` actors."""
     rows = [{"index": i, "source": str(job.source.absolute()), "output": str(job.output.absolute()),
              "relative": job.relative.as_posix()} for i, job in enumerate(todo)]
-    absolute = {k: getattr(options, k).absolute() for k in ("weights", "defocus_dir", "coef_dir")
+    absolute = {k: getattr(options, k).absolute() for k in ("weights", "defocus_dir", "coef_dir", "report_page")
                 if getattr(options, k) is not None}  # an actor's working folder is not the driver's
     worker_options = dataclasses.replace(options, device=where.device, **absolute)
     context = ray.data.DataContext.get_current()

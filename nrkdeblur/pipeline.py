@@ -53,6 +53,8 @@ class Summary(NamedTuple):
     failed: list[tuple[Path, str]]
     seconds: float
     megapixels: float
+    # the jobs with an output, in the plan's order: "done" (by this run) or "skipped" (it existed)
+    finished: tuple[tuple[Job, str], ...] = ()
 
 
 def open_default_weights(path: Path | None, device: torch.device) -> NRKNet:
@@ -90,6 +92,8 @@ class DeblurOptions:
         ray_address: the Ray cluster to join (None: $RAY_ADDRESS, else a local instance).
         workers: Ray actors, each loading the model once (None: one per GPU, or one per
             four CPUs when the cluster has no GPU).
+        report_page: the batch's report page; each photo's previews go into the folder
+            beside it (report_data.py), the page itself is written after the batch (None: none).
     """
 
     recursive: bool = False
@@ -110,6 +114,7 @@ class DeblurOptions:
     engine: str = "local"
     ray_address: str | None = None
     workers: int | None = None
+    report_page: Path | None = None
 
     def __post_init__(self) -> None:
         if self.fmt is not None and self.fmt not in EXTENSION_OF_FORMAT:
@@ -159,10 +164,11 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
     failed = [(p.path, p.reason) for p in problems]
     for path, reason in failed:
         report.error(path, reason)
-    todo = []
+    todo, finished = [], {}
     for job in jobs:
         if job.output.exists() and not options.overwrite:
             report.note(f"skip {job.source}: {job.output} exists (use --overwrite)")
+            finished[job] = "skipped"
         else:
             todo.append(job)
     skipped = len(jobs) - len(todo)
@@ -176,11 +182,13 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
         if outcome.reason is None:
             megapixels += outcome.megapixels
             done += 1
+            finished[job] = "done"
         else:
             failed.append((job.source, outcome.reason))
             report.error(job.source, outcome.reason)
         report.file_done()
-    return Summary(done, skipped, failed, time.perf_counter() - start, megapixels)
+    return Summary(done, skipped, failed, time.perf_counter() - start, megapixels,
+                   tuple((job, finished[job]) for job in jobs if job in finished))
 
 
 def local_engine(todo: list[Job], options: DeblurOptions, report: Report) -> Iterator[tuple[Job, Outcome]]:
@@ -210,19 +218,28 @@ def failure_reason(job: Job, e: Exception) -> str:
 
 def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report) -> float:
     """Deblur one file and write its outputs; returns its megapixels."""
+    start = time.perf_counter()
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
-    result = run_model(model, photo.pixels, options, defocus=options.defocus_dir is not None,
+    defocus = options.defocus_dir is not None or options.report_page is not None
+    result = run_model(model, photo.pixels, options, defocus=defocus,
                        coefficients=options.coef_dir is not None, on_tile=report.tile)
     stem = job.relative.with_suffix("")
     if options.defocus_dir is not None:  # maps first: the photo's output marks the job as done
         write_defocus(options.defocus_dir / stem.parent, stem.name, result.defocus)
     if options.coef_dir is not None:
         write_coefficients(options.coef_dir / stem.parent, stem.name, model, result.gammas)
+    np.clip(result.image, 0.0, 1.0, out=result.image)
+    if options.report_page is not None:  # the page's previews, before the output marks the job done
+        from .report_data import photo_record, save_record
+
+        record = photo_record(options, job, photo, result.image, result.defocus)
     # the output replaces the input pixels, which are freed before encoding (peak memory)
-    photo = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))
+    photo = dataclasses.replace(photo, pixels=result.image)
     del result
     write_photo(job.output, photo, quality=options.quality, format=options.fmt)
+    if options.report_page is not None:
+        save_record(options, job, record, time.perf_counter() - start)
     return H * W / 1e6
 
 
@@ -249,6 +266,10 @@ def output_folders(jobs: list[Job], options: DeblurOptions) -> set[Path]:
     for root in (options.defocus_dir, options.coef_dir):
         if root is not None:
             folders |= {root / job.relative.parent for job in jobs}
+    if options.report_page is not None:
+        from .report_data import assets_folder
+
+        folders.add(assets_folder(options.report_page))
     return folders
 
 
