@@ -5,6 +5,7 @@ file descriptor 3, replies and events on 4), so no port and no extra package is 
 from __future__ import annotations
 
 import base64
+import fcntl
 import io
 import json
 import os
@@ -36,10 +37,14 @@ class Browser:
     """A headless browser with one page of width x height CSS pixels at device scale 1."""
 
     def __init__(self, executable: str, profile: Path, width: int = 1000, height: int = 900):
-        to_browser, self._commands = os.pipe()
-        self._replies, from_browser = os.pipe()
+        reads, self._commands = os.pipe()
+        self._replies, writes = os.pipe()
+        # the browser's ends, moved above 10 so that putting them at 3 and 4 overwrites neither
+        to_browser, from_browser = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (reads, writes))
+        os.close(reads)
+        os.close(writes)
 
-        def as_fds_3_and_4() -> None:  # in the child, before exec: the pipe's ends where it reads them
+        def as_fds_3_and_4() -> None:  # in the child, before exec (dup2 leaves them inheritable)
             os.dup2(to_browser, 3)
             os.dup2(from_browser, 4)
 
@@ -48,26 +53,33 @@ class Browser:
                 f"--window-size={width},{height}", "about:blank"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=as_fds_3_and_4)
+        self.log = profile / "browser.log"  # Chromium's own messages, for when it does not start
+        profile.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                            close_fds=False, preexec_fn=as_fds_3_and_4)
         os.close(to_browser)
         os.close(from_browser)
         self._buffer = b""
         self._id = 0
         self.events: list[dict] = []
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.attached = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.page(f"{domain}.enable")
         self.page("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
-    def call(self, method: str, session: str | None = None, timeout: float = 20.0, **params) -> dict:
-        """Send a command and return its result; events that come first are kept in self.events."""
+    def call(self, method: str, attached: str | None = None, timeout: float = 20.0, **params) -> dict:
+        """Send a command (to the browser, or to the page it is attached to with `attached`) and
+        return its result; events that come first are kept in self.events."""
         self._id += 1
         message = {"id": self._id, "method": method, "params": params}
-        if session is not None:
-            message["sessionId"] = session
-        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        if attached is not None:
+            message["sessionId"] = attached
+        try:
+            os.write(self._commands, json.dumps(message).encode() + b"\0")
+        except BrokenPipeError:
+            raise DevToolsError(f"the browser has exited (its messages: {self.log})") from None
         deadline = time.monotonic() + timeout
         while True:
             reply = self._receive(deadline)
@@ -79,7 +91,7 @@ class Browser:
                 return reply["result"]
 
     def page(self, method: str, **params) -> dict:
-        return self.call(method, session=self.session, **params)
+        return self.call(method, attached=self.attached, **params)
 
     def _receive(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
@@ -88,7 +100,7 @@ class Browser:
                 raise DevToolsError("no reply from the browser in time")
             chunk = os.read(self._replies, 1 << 20)
             if not chunk:
-                raise DevToolsError("the browser closed the pipe")
+                raise DevToolsError(f"the browser closed the pipe (its messages: {self.log})")
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
