@@ -101,9 +101,9 @@ def centre_of_change(grid: np.ndarray, window: tuple[int, int, int, int], block:
     total = g.sum()
     if total <= 0:
         return x + w // 2, y + h // 2
-    centres = lambda n, start: (start // block + np.arange(n)) * block + block / 2  # noqa: E731
-    cx = float((g.sum(0) * centres(g.shape[1], x)).sum() / total)
-    cy = float((g.sum(1) * centres(g.shape[0], y)).sum() / total)
+    xs = (x // block + np.arange(g.shape[1])) * block + block / 2  # the blocks' middles
+    ys = (y // block + np.arange(g.shape[0])) * block + block / 2
+    cx, cy = float(g.sum(0) @ xs / total), float(g.sum(1) @ ys / total)
     return int(min(max(round(cx), x), x + w - 1)), int(min(max(round(cy), y), y + h - 1))
 
 

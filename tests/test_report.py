@@ -20,6 +20,7 @@ from nrkdeblur.previews import block_means, make_previews
 from nrkdeblur.report_data import shown_options
 from nrkdeblur.srgb import linear_to_srgb
 from test_cli import photo, run, weights  # noqa: F401 (weights: the tiny model's file, a fixture)
+from test_imageio import make_dng
 
 
 class Page(HTMLParser):
@@ -95,26 +96,27 @@ def smooth(h: int, w: int, channels: int) -> np.ndarray:
     return np.dstack([0.5 + 0.4 * np.sin(3 * xx + 2 * c) * np.cos(2 * yy + c) for c in range(channels)]).astype(np.float32)
 
 
-def test_previews_are_8_bit_srgb_of_the_output_with_alpha(tmp_path, weights):
+def test_previews_are_8_bit_srgb_of_16_bit_and_raw_photos_with_alpha(tmp_path, weights):
     src = tmp_path / "shoot"
     src.mkdir()
     write_photo(src / "deep.png", Photo(smooth(48, 64, 3), bit_depth=16))
     alpha = to_levels(smooth(40, 56, 1)[..., 0], 8)
     write_photo(src / "alpha.png", Photo(smooth(40, 56, 3), alpha=alpha))
+    (src / "shot.dng").write_bytes(make_dng(np.rint(smooth(40, 60, 1)[..., 0] * 3000 + 500)))
     page = tmp_path / "sharp" / "report.html"
     assert run(src, "-o", tmp_path / "sharp", "--weights", weights, "--report", page).exit_code == 0
     folder = page.parent / "report_files"
-    for name in ("deep.png", "alpha.png"):
+    for source, name in (("deep.png", "deep.png"), ("alpha.png", "alpha.png"), ("shot.dng", "shot.tiff")):
         (key,) = folder.glob(f"{Path(name).stem}-*.json")
         record = json.loads(key.read_text())
-        out = read_photo(page.parent / name)
-        want = to_levels(out.pixels, 8).astype(int)
-        got = decoded(folder / record["files"]["after"])
-        assert got.shape[:2] == want.shape[:2] == (record["height"], record["width"])
-        assert np.abs(got[..., :3] - want).mean() < 3, name  # lossy WebP, quality 90
-        if out.alpha is not None:
+        for side, path in (("before", src / source), ("after", page.parent / name)):
+            want = to_levels(read_photo(path).pixels, 8).astype(int)
+            got = decoded(folder / record["files"][side])
+            assert got.shape[:2] == want.shape[:2] == (record["height"], record["width"])
+            assert np.abs(got[..., :3] - want).mean() < 3, (name, side)  # lossy WebP, quality 90
+        if source == "alpha.png":
             assert record["alpha"] and np.abs(got[..., 3] - alpha).max() <= 2
-        assert record["bits"] == (16 if name == "deep.png" else 8) and record["seconds"] > 0
+        assert record["bits"] == (8 if name == "alpha.png" else 16) and record["seconds"] > 0
 
 
 def test_a_re_run_includes_the_photos_done_before(tmp_path, weights):
