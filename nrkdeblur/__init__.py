@@ -8,7 +8,7 @@ The Python API (api.py), imported on first use so that `import nrkdeblur` stays 
     nrkdeblur.report("shoot/", "sharp/", "sharp/report.html")   # batch + before/after page
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 __all__ = ["Deblurrer", "__version__", "deblur_file", "load", "report"]
 
 _API = ("Deblurrer", "deblur_file", "load", "report")

@@ -9,8 +9,8 @@
     nrkdeblur.report("shoot/", "sharp/", "sharp/report.html")  # a batch and its before/after page
 
 Arrays and files take the same road as the command line: pipeline.DeblurOptions holds the
-settings, pipeline.run_model tiles and runs the network, pipeline.process_one reads and
-writes files. Nothing here imports click or rich.
+settings (by concern: inference, output, engine), inference.deblur tiles and runs the
+network, pipeline.process_one reads and writes files. Nothing here imports click or rich.
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ import numpy as np
 from PIL import Image
 
 from .batch import plan
-from .imageio import ImageError, pil_samples, remove_stale_temp_files
-from .inference import MIN_TILE, resolve_device
+from .atomic import remove_stale_temp_files
+from .errors import ImageError
+from .imageio import pil_samples
+from .inference import MIN_TILE, deblur, resolve_device
 from .levels import bits_of, from_levels, to_levels
 from .model import NRKNet
 from .pipeline import (DeblurOptions, SilentReport, Summary, open_default_weights, output_folders, process_batch,
-                       process_one, run_model)
+                       process_one)
+from .settings import override
 
 _KEEP_INFO = ("icc_profile", "exif", "dpi")  # what a PIL image gets back of its metadata
 
@@ -60,13 +63,13 @@ class Deblurrer:
         """
         if tile is not None and tile < MIN_TILE:
             raise ValueError(f"tile must be at least {MIN_TILE} pixels, not {tile}")
-        options = dataclasses.replace(self.options, strength=strength, tile=tile, linear=linear)
+        options = dataclasses.replace(self.options.inference, strength=strength, tile=tile, linear=linear)
         if isinstance(image, Image.Image):
             color, alpha, bits = pil_samples(image)
             pixels = from_levels(color)
         else:
             pixels, alpha, bits, restore_shape = _split_array(np.asarray(image))
-        result = run_model(self.model, pixels, options, defocus=defocus_map)
+        result = deblur(self.model, pixels, options, defocus_map=defocus_map)
         out = np.clip(result.image, 0.0, 1.0)
         if isinstance(image, Image.Image):
             restored = _to_pil(to_levels(out, bits), alpha, image)
@@ -75,22 +78,24 @@ class Deblurrer:
             if alpha is not None:
                 out = np.concatenate([out, alpha[..., None]], axis=2)
             restored = out.reshape(restore_shape)
-        return (restored, result.defocus) if defocus_map else restored
+        return (restored, result.defocus_map) if defocus_map else restored
 
     def deblur_file(self, src: str | os.PathLike, dst: str | os.PathLike | None = None, **options) -> Path:
         """Deblur one file as the command line does and return the output's path.
 
         dst: a file, a folder, or None for SRC's folder as NAME_sharp.EXT (batch.plan's
-        rules). options: fields of pipeline.DeblurOptions (strength, tile, fmt, quality,
-        overwrite, defocus_dir, coef_dir, linear ...). Raises ImageError for a file that
-        cannot be read or written, FileExistsError if the output exists and not overwrite.
+        rules). options: fields of pipeline.DeblurOptions named alone (strength, tile,
+        format, quality, overwrite, defocus_map_dir, coefficients_dir, linear ...). Raises
+        ImageError for a file that cannot be read or written, FileExistsError if the output
+        exists and not overwrite.
         """
-        opts = dataclasses.replace(self.options, **options)
-        jobs, problems = plan([Path(src)], None if dst is None else Path(dst), fmt=opts.fmt, maps=opts.maps)
+        opts = override(self.options, **options)
+        jobs, problems = plan([Path(src)], None if dst is None else Path(dst), format=opts.output.format,
+                              maps=opts.output.maps)
         if problems:
             raise ImageError(f"{problems[0].path}: {problems[0].reason}")
         job = jobs[0]
-        if job.output.exists() and not opts.overwrite:
+        if job.output.exists() and not opts.output.overwrite:
             raise FileExistsError(f"{job.output}: exists (pass overwrite=True to replace it)")
         for folder in output_folders(jobs, opts):
             remove_stale_temp_files(folder)
@@ -105,19 +110,19 @@ def load(weights: str | os.PathLike | None = None, device: str = "auto", half: b
     weights. device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", "mps".
     half: float16 on a GPU.
     """
-    options = DeblurOptions(weights=None if weights is None else Path(weights), device=str(device), half=half)
-    dev = resolve_device(options.device)
-    return Deblurrer(open_default_weights(options.weights, dev), dataclasses.replace(options, device=str(dev)))
+    dev = resolve_device(str(device))
+    options = DeblurOptions.of(weights=None if weights is None else Path(weights), device=str(dev), half=half)
+    return Deblurrer(open_default_weights(options.inference.weights, dev), options)
 
 
 def deblur_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, **options) -> Path:
     """Load the model and deblur one file (Deblurrer.deblur_file); options: fields of
     pipeline.DeblurOptions, weights, device and half included. For many files, load()
     once and call its deblur_file."""
-    opts = DeblurOptions(**options)
-    deblurrer = load(opts.weights, opts.device, opts.half)
-    return deblurrer.deblur_file(src, dst, **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
-                                             if f.name not in ("weights", "device", "half")})
+    opts = DeblurOptions.of(**options)
+    deblurrer = load(opts.inference.weights, opts.inference.device, opts.inference.half)
+    deblurrer.options = override(opts, device=deblurrer.options.inference.device)
+    return deblurrer.deblur_file(src, dst)
 
 
 def report(inputs: str | os.PathLike | list[str | os.PathLike], output: str | os.PathLike | None,
@@ -135,9 +140,13 @@ def report(inputs: str | os.PathLike | list[str | os.PathLike], output: str | os
     from .report_data import write_report
 
     sources = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    opts = DeblurOptions(**options, report_page=Path(page))
-    summary = process_batch([Path(p) for p in sources], None if output is None else Path(output), opts, SilentReport())
-    write_report(opts, summary)
+    opts = DeblurOptions.of(**options, report_page=Path(page))
+    engine = None
+    if opts.engine.engine == "ray":
+        from .cluster import ray_engine as engine
+    summary = process_batch([Path(p) for p in sources], None if output is None else Path(output), opts, SilentReport(),
+                            engine)
+    write_report(opts.output.report_page, summary, opts.output.defocus_map_dir, opts.inference.linear)
     return summary
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import NrkdeblurError
 from .data.defocus import aperture_psf
 
 UNSHARP_RADIUS, UNSHARP_AMOUNT = 1.0, 0.3  # best of radius {1,2,4} x amount {.3,.6,1}
@@ -21,7 +22,7 @@ def _skimage():
         import skimage.filters
         import skimage.restoration
     except ImportError:
-        raise ValueError("the classical baselines need scikit-image: pip install scikit-image") from None
+        raise NrkdeblurError("the classical baselines need scikit-image: pip install scikit-image") from None
     return skimage
 
 

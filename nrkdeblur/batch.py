@@ -32,17 +32,17 @@ class Problem(NamedTuple):
     reason: str
 
 
-def output_name(relative: Path, fmt: str | None, suffix: str = "") -> Path:
+def output_name(relative: Path, format: str | None, suffix: str = "") -> Path:
     ext = relative.suffix
-    if fmt is not None:
-        ext = EXTENSION_OF_FORMAT[fmt]
+    if format is not None:
+        ext = EXTENSION_OF_FORMAT[format]
     elif ext.lower() in RAW_EXTENSIONS:
         ext = ".tiff"
     return relative.with_name(relative.stem + suffix + ext)
 
 
 def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
-         fmt: str | None = None, maps: bool = False) -> tuple[list[Job], list[Problem]]:
+         format: str | None = None, maps: bool = False) -> tuple[list[Job], list[Problem]]:
     """Expand inputs into jobs; inputs that cannot be used become problems. With `maps`,
     two inputs whose maps would share a name (a.jpg, a.png) are a problem too."""
     jobs: list[Job] = []
@@ -71,14 +71,14 @@ def plan(inputs: list[Path], output: Path | None, recursive: bool = False,
     map_names: set[str] = set()
     for src, rel in sources:
         if to_file:
-            dst = output if fmt is None else output.with_suffix(EXTENSION_OF_FORMAT[fmt])
+            dst = output if format is None else output.with_suffix(EXTENSION_OF_FORMAT[format])
         elif output is None:
-            dst = src.parent / output_name(Path(src.name), fmt, "_sharp")
+            dst = src.parent / output_name(Path(src.name), format, "_sharp")
         else:
-            dst = output / output_name(rel, fmt)
+            dst = output / output_name(rel, format)
         key = dst.resolve()
         try:
-            check_output(dst, fmt)
+            check_output(dst, format)
         except ImageError as e:
             problems.append(Problem(src, f"output {e}"))
             continue

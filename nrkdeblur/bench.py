@@ -105,7 +105,7 @@ def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: 
     onnx extra is installed and, for comparison, the model called plainly on an NCHW
     tensor: seconds, megapixels per second, MACs and their rate. ONNX Runtime's first call,
     which exports the model (unless cached) and opens the runtime, is timed on its own."""
-    from .inference import deblur
+    from .inference import InferenceOptions, deblur
     from .runtime import onnxruntime_available, resolve_backend
     from .weights import load_model
 
@@ -119,13 +119,13 @@ def throughput(preset_name: str, height: int = 720, width: int = 1280, weights: 
     with torch.inference_mode():
         plain = best_time(lambda: model(x))
     backend = resolve_backend("auto", torch.device("cpu"))
-    seconds = best_time(lambda: deblur(model, pixels, backend=backend))
+    seconds = best_time(lambda: deblur(model, pixels, InferenceOptions(backend=backend)))
     extra = {}
     if onnxruntime_available():
         start = time.perf_counter()
-        deblur(model, pixels, backend="onnxruntime")
+        deblur(model, pixels, InferenceOptions(backend="onnxruntime"))
         extra["first_call_seconds"] = time.perf_counter() - start
-        extra["onnxruntime_seconds"] = best_time(lambda: deblur(model, pixels, backend="onnxruntime"), warmup=False)
+        extra["onnxruntime_seconds"] = best_time(lambda: deblur(model, pixels, InferenceOptions(backend="onnxruntime")), warmup=False)
     macs = count_macs(model, x)
     return {"preset": preset_name, "width": model.config.width,
             "parameters": count_parameters(model), "backend": backend,
@@ -177,27 +177,27 @@ def command_line(photo, backend: str, env: dict | None = None) -> dict:
 
 def tiled_vs_whole(weights: str, side: int = 1024, tile: int = 512, backend: str = "torch") -> float:
     """Largest difference, in 8-bit levels, between tiled and whole-photo inference."""
-    from .inference import DEFAULT_OVERLAP, deblur
+    from .inference import DEFAULT_OVERLAP, InferenceOptions, deblur
     from .weights import load_model
 
     model = load_model(weights)
     rng = np.random.default_rng(0)  # blocky noise: edges everywhere, the hardest case for seams
     pixels = rng.random((side // 8, side // 8, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)
-    whole = deblur(model, pixels, backend=backend).image.clip(0, 1)
-    tiled = deblur(model, pixels, tile=tile, overlap=DEFAULT_OVERLAP, backend=backend).image.clip(0, 1)
+    whole = deblur(model, pixels, InferenceOptions(backend=backend)).image.clip(0, 1)
+    tiled = deblur(model, pixels, InferenceOptions(tile=tile, overlap=DEFAULT_OVERLAP, backend=backend)).image.clip(0, 1)
     return float(np.abs(whole - tiled).max() * 255)
 
 
 def backends_agree(weights: str, height: int = 301, width: int = 457) -> float:
     """Largest difference between the torch and the ONNX Runtime backend's float outputs."""
-    from .inference import deblur
+    from .inference import InferenceOptions, deblur
     from .weights import load_model
 
     model = load_model(weights)
     pixels = np.random.default_rng(1).random((height, width, 3), dtype=np.float32)
-    a = deblur(model, pixels, backend="torch", defocus=True)
-    b = deblur(model, pixels, backend="onnxruntime", defocus=True)
-    return float(max(np.abs(a.image - b.image).max(), np.abs(a.defocus - b.defocus).max()))
+    a = deblur(model, pixels, InferenceOptions(backend="torch"), defocus_map=True)
+    b = deblur(model, pixels, InferenceOptions(backend="onnxruntime"), defocus_map=True)
+    return float(max(np.abs(a.image - b.image).max(), np.abs(a.defocus_map - b.defocus_map).max()))
 
 
 def tiled_peak_memory(megapixels: float, weights: str | None = None, backend: str = "auto") -> dict:
@@ -271,3 +271,94 @@ def plot(results: dict) -> Image.Image:
         draw.rectangle([label_w, y + 4, label_w + max(length, 1), y + line - 4], fill=colour)
         draw.text((label_w + length + 8, y + 4), text, fill="black", font=font)
     return img
+
+
+# --- the whole benchmark, as `nrkdeblur bench` runs it ----------------------------------
+
+Say = Callable[[str], None]
+
+
+def run_all(quick: bool, memory: bool, end_to_end: bool, say: Say) -> dict:
+    """Every measurement of `nrkdeblur bench` in one run, side by side; each is said as it
+    comes and all are returned (for --json and --plot)."""
+    from .weights import default_weights
+
+    shipped = str(default_weights())
+    results: dict = {"machine": machine()}
+    say(f"machine: {results['machine']}")
+    op = rkr_vs_explicit(20, 512 if quick else 1024)
+    results["rkr"] = op
+    say(f"RKR operator, J={op['J']} (S={op['S']}), {op['megapixels']:.2f} MP: recursive {op['recursive_s']:.3f} s, "
+        f"per-pixel kernels {op['explicit_s']:.1f} s: {op['ratio']:.0f}x faster")
+    if quick:
+        return results
+    ceiling = conv_ceiling()
+    results["conv_ceiling_gmac_per_s"] = ceiling / 1e9
+    results["throughput"] = [_say_throughput(name, weights, ceiling, say)
+                             for name, weights in (("cpu", shipped), ("paper", None))]
+    results.update(_agreement(shipped, say))
+    if memory:
+        results["memory"] = _memory(say)
+    if end_to_end:
+        results["command_line"] = _command_lines(results, ceiling, say)
+    return results
+
+
+def _say_throughput(name: str, weights: str | None, ceiling: float, say: Say) -> dict:
+    t = throughput(name, weights=weights)
+    t["share_of_conv_ceiling"] = t["mac_per_s"] / ceiling
+    say(f"{name} preset (width {t['width']}, {t['parameters']:,} parameters), {t['size']}: "
+        f"{t['seconds']:.2f} s with {t['backend']} (the default; "
+        + (f"{t['onnxruntime_seconds']:.2f} s with onnxruntime, first call {t['first_call_seconds']:.1f} s; "
+           if "onnxruntime_seconds" in t else "")
+        + f"{t['plain_nchw_seconds']:.2f} s as a plain NCHW call: {t['plain_nchw_seconds'] / t['seconds']:.2f}x), "
+        f"{t['megapixels_per_s']:.3f} MP/s, {t['gmacs']:.1f} GMAC, {t['share_of_conv_ceiling']:.0%} of "
+        f"the {ceiling / 1e9:.1f} GMAC/s 3x3-conv ceiling, {t['threads']} threads")
+    return t
+
+
+def _backends() -> list[str]:
+    from .runtime import onnxruntime_available
+
+    return ["torch", "onnxruntime"] if onnxruntime_available() else ["torch"]
+
+
+def _agreement(shipped: str, say: Say) -> dict:
+    results: dict = {"tiled_vs_whole_levels": {k: tiled_vs_whole(shipped, backend=k) for k in _backends()}}
+    for k, v in results["tiled_vs_whole_levels"].items():
+        say(f"tiled vs whole, 1 MP, tile 512, {k}: max difference {v:.4f} of an 8-bit level")
+    if "onnxruntime" in _backends():
+        results["onnxruntime_vs_torch"] = backends_agree(shipped)
+        say(f"onnxruntime vs torch, 457x301, image and defocus map: max difference "
+            f"{results['onnxruntime_vs_torch']:.1e}")
+    return results
+
+
+def _memory(say: Say) -> list[dict]:
+    runs = []
+    for mp in (2, 12, 24):
+        m = tiled_peak_memory(mp)
+        runs.append(m)
+        say(f"tiled {m['megapixels']:.1f} MP (tile {m['tile']}): {m['seconds']:.1f} s, peak {m['peak_rss_mb']:.0f} MB")
+    say(f"peak memory, 24 MP / 12 MP: {runs[2]['peak_rss_mb'] / runs[1]['peak_rss_mb']:.2f}")
+    return runs
+
+
+def _command_lines(results: dict, ceiling: float, say: Say) -> list[dict]:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        photo = Path(folder) / "photo12mp.jpg"
+        h, w = synthetic_photo(photo, 12)
+        runs = [command_line(photo, k) for k in _backends()]
+    macs = results["throughput"][0]["gmacs"] * 1e9 * h * w / (1280 * 720)
+    for r in runs:
+        r["share_of_conv_ceiling"] = macs / ceiling / r["seconds"]
+        say(f"command line, {w}x{h} JPEG, --backend {r['backend']}: {r['seconds']:.1f} s "
+            f"(user {r['user_s']:.1f} s, system {r['system_s']:.1f} s), peak {r['peak_rss_mb']:.0f} MB, "
+            f"{r['share_of_conv_ceiling']:.0%} of the conv ceiling's time")
+    if len(runs) == 2:
+        say(f"command line, --backend onnxruntime vs torch (the default): "
+            f"{runs[0]['seconds'] / runs[1]['seconds']:.2f}x faster")
+    return runs

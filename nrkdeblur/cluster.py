@@ -21,7 +21,6 @@ it as the local engine would.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -31,14 +30,16 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from .errors import NrkdeblurError
 from .batch import Job
 from .pipeline import DeblurOptions, Outcome, Report, SilentReport, attempt, failure_reason, open_default_weights
+from .settings import flatten, override
 
 RETRIES = 2  # more tries for a photo whose worker died; then it is reported as failed
 CPUS_PER_WORKER = 4  # without GPUs and without --workers: one worker per 4 CPUs of a node
 
 
-class ClusterError(Exception):
+class ClusterError(NrkdeblurError):
     """Ray is missing, the cluster cannot be joined, or it cannot run the workers asked for."""
 
 
@@ -59,17 +60,17 @@ def place(node_cpus: list[int], gpus: int, options: DeblurOptions, jobs: int) ->
     (a node of 8 CPUs holds two 4-CPU actors, never one and a half). Never more actors
     than jobs.
     """
-    device = options.device
+    device = options.inference.device
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise ClusterError(f"--device {device}: the ray engine runs on cpu or cuda")
     if device.startswith("cuda") and gpus == 0:
         raise ClusterError(f"--device {device}: the Ray cluster has no GPU")
     if device != "cpu" and gpus > 0:
-        workers = options.workers or gpus
+        workers = options.engine.workers or gpus
         if workers > gpus:
             raise ClusterError(f"--workers {workers}: the Ray cluster has {gpus} GPUs (one per worker)")
         return Placement(min(workers, jobs), 1, 1, "cuda")  # Ray shows each actor its own GPU as cuda:0
-    workers = options.workers or sum(max(1, n // CPUS_PER_WORKER) for n in node_cpus)
+    workers = options.engine.workers or sum(max(1, n // CPUS_PER_WORKER) for n in node_cpus)
     if workers > sum(node_cpus):
         raise ClusterError(f"--workers {workers}: the Ray cluster has {sum(node_cpus)} CPUs (one per worker at least)")
     cpus = max(c for c in range(1, max(node_cpus) + 1) if sum(n // c for n in node_cpus) >= workers)
@@ -86,7 +87,7 @@ class Worker:
 
         torch.set_num_threads(threads)
         self.options = options
-        self.model = open_default_weights(options.weights, resolve_device(options.device))
+        self.model = open_default_weights(options.inference.weights, resolve_device(options.inference.device))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         jobs = [Job(Path(s), Path(o), Path(r)) for s, o, r in zip(batch["source"], batch["output"], batch["relative"])]
@@ -102,7 +103,7 @@ class Worker:
         try:
             return attempt(self.model, job, self.options, SilentReport())
         except Exception as e:
-            if self.options.debug:
+            if self.options.engine.debug:
                 raise
             return Outcome(0.0, failure_reason(job, e))
 
@@ -116,8 +117,8 @@ def ray_engine(todo: list[Job], options: DeblurOptions, report: Report) -> Itera
         raise ClusterError("the ray engine needs Ray: pip install 'nrkdeblur[ray]'") from None
     import torch
 
-    open_default_weights(options.weights, torch.device("cpu"))  # a bad weights file: one clear error, here
-    stderr = NativeStderr(hidden=not options.debug)
+    open_default_weights(options.inference.weights, torch.device("cpu"))  # a bad weights file: one clear error, here
+    stderr = NativeStderr(hidden=not options.engine.debug)
     try:
         started = connect(ray, options)
     except BaseException:
@@ -140,24 +141,24 @@ def ray_engine(todo: list[Job], options: DeblurOptions, report: Report) -> Itera
 
 
 def connect(ray, options: DeblurOptions) -> bool:
-    """Join the cluster at options.ray_address or $RAY_ADDRESS, else start a local instance
+    """Join the cluster at options.engine.ray_address or $RAY_ADDRESS, else start a local instance
     with this machine's CPUs and GPUs; Ray's own messages only with --debug. Returns whether
     this call connected (and so should disconnect); an existing connection is reused."""
-    quiet(options.debug)
+    quiet(options.engine.debug)
     if ray.is_initialized():
         return False
-    address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
-    level = logging.INFO if options.debug else logging.ERROR
+    address = options.engine.ray_address or os.environ.get("RAY_ADDRESS") or None
+    level = logging.INFO if options.engine.debug else logging.ERROR
     try:
         if address is None:
             # Ray runs its workers at niceness 15, below everything else on the machine; here
             # they are this command's own work, so they run as the local engine would
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(address="local", include_dashboard=False, log_to_driver=options.debug, logging_level=level)
+            ray.init(address="local", include_dashboard=False, log_to_driver=options.engine.debug, logging_level=level)
         else:
-            ray.init(address=address, log_to_driver=options.debug, logging_level=level)
+            ray.init(address=address, log_to_driver=options.engine.debug, logging_level=level)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        if options.debug:
+        if options.engine.debug:
             raise
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         causes = [e]
@@ -194,11 +195,12 @@ def dataset(ray, todo: list[Job], options: DeblurOptions, where: Placement):
     """The jobs as a Dataset (one photo per block) mapped by a pool of `where.workers` actors."""
     rows = [{"index": i, "source": str(job.source.absolute()), "output": str(job.output.absolute()),
              "relative": job.relative.as_posix()} for i, job in enumerate(todo)]
-    absolute = {k: getattr(options, k).absolute() for k in ("weights", "defocus_dir", "coef_dir", "report_page")
-                if getattr(options, k) is not None}  # an actor's working folder is not the driver's
-    worker_options = dataclasses.replace(options, device=where.device, **absolute)
+    flat = flatten(options)
+    absolute = {k: flat[k].absolute() for k in ("weights", "defocus_map_dir", "coefficients_dir", "report_page")
+                if flat[k] is not None}  # an actor's working folder is not the driver's
+    worker_options = override(options, device=where.device, **absolute)
     context = ray.data.DataContext.get_current()
-    context.max_errored_blocks = 0 if options.debug else -1  # a photo whose retries ran out: reported below
+    context.max_errored_blocks = 0 if options.engine.debug else -1  # a photo whose retries ran out: reported below
     data = ray.data.from_items(rows, override_num_blocks=len(rows))
     with warnings.catch_warnings():
         # max_task_retries has no named parameter yet (Ray 2.60); without it Ray retries forever
@@ -221,7 +223,7 @@ def outcomes(ray, data, todo: list[Job], options: DeblurOptions, started: bool,
                 back.add(i)
                 yield todo[i], Outcome(float(row["megapixels"]), None if row["done"] else str(row["reason"]))
         except ray.exceptions.RayError as e:
-            if options.debug:
+            if options.engine.debug:
                 raise
             raise ClusterError(f"the Ray job failed: {str(e).strip().splitlines()[0]}") from e
         lost = f"its worker died {RETRIES + 1} times (killed, or out of memory: try a smaller --tile)"

@@ -10,6 +10,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from .errors import SettingsError
+
 
 @dataclass(frozen=True)
 class NRKConfig:
@@ -108,4 +110,4 @@ def preset(name: str) -> NRKConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+        raise SettingsError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None

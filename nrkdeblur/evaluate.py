@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .errors import DataError
 from .levels import to_levels
 
 
@@ -90,7 +91,7 @@ def map_scores(pred: np.ndarray, true: np.ndarray) -> tuple[float | None, float]
     from scipy.stats import spearmanr
 
     if pred.shape != true.shape:
-        raise ValueError(f"defocus map is {pred.shape}, the true radius map {true.shape}")
+        raise DataError(f"defocus map is {pred.shape}, the true radius map {true.shape}")
     pred, true = pred.astype(np.float64).ravel(), true.astype(np.float64).ravel()
     mae = float(np.abs(pred - true).mean())
     if true.min() == true.max():
@@ -112,7 +113,7 @@ def evaluate(pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
     for name, blurry, sharp, radius in pairs:
         out, defocus = restore(name, blurry)
         if out.shape != sharp.shape or blurry.shape != sharp.shape:
-            raise ValueError(f"{name}: sizes differ ({blurry.shape}, {out.shape}, {sharp.shape})")
+            raise DataError(f"{name}: sizes differ ({blurry.shape}, {out.shape}, {sharp.shape})")
         rho, mae = map_scores(defocus, radius) if defocus is not None and radius is not None else (None, None)
         rows.append(Row(name, psnr(blurry, sharp), ssim(blurry, sharp), psnr(out, sharp), ssim(out, sharp), rho, mae))
     return rows

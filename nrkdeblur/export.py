@@ -7,11 +7,11 @@ as NRKNet.forward does (model.pad_to_multiple), runs the network and crops back,
 outputs have the input's size. Outputs, by name:
 
 - ``image``: the deblurred image Z (eq. 10), [N, 3, H, W];
-- ``defocus`` (on request): the defocus scale in input pixels, [N, 1, H, W];
+- ``defocus_map`` (on request): the defocus map, the blur's RMS radius in input pixels, [N, 1, H, W];
 - ``coefficients`` (on request): the coefficients gamma of every scale, coarse to fine,
   nearest-upsampled to full size, [N, S * J, H, W].
 
-These are the channels of inference.forward_maps, computed by that very function while
+These are the channels of forward.forward_maps, computed by that very function while
 the exporter traces it. The model's config is stored in the file's metadata_props under
 the same key as in a weights file (weights.CONFIG_KEY), so an exported file describes
 itself as the safetensors file does.
@@ -32,9 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import __version__
-from .imageio import atomic_write
-from .inference import forward_maps
+from .errors import NrkdeblurError
+from .version import __version__
+from .atomic import atomic_write
+from .forward import forward_maps
 from .model import NRKNet
 from .weights import CONFIG_KEY
 
@@ -42,7 +43,7 @@ OUTPUTS_KEY = "nrkdeblur.outputs"
 CACHE_ENV = "NRKDEBLUR_CACHE_DIR"
 
 
-class ExportError(Exception):
+class ExportError(NrkdeblurError):
     """The ONNX packages are missing, or the export or its check failed."""
 
 
@@ -51,20 +52,20 @@ class ExportOptions:
     """What to export.
 
     Args:
-        defocus: add the ``defocus`` output.
+        defocus_map: add the ``defocus_map`` output.
         coefficients: add the ``coefficients`` output.
         half: float16 weights, input and outputs (for GPU execution providers).
         opset: ONNX opset version.
     """
 
-    defocus: bool = False
+    defocus_map: bool = False
     coefficients: bool = False
     half: bool = False
     opset: int = 18
 
     @property
     def output_names(self) -> list[str]:
-        return ["image"] + ["defocus"] * self.defocus + ["coefficients"] * self.coefficients
+        return ["image"] + ["defocus_map"] * self.defocus_map + ["coefficients"] * self.coefficients
 
 
 class ExportGraph(nn.Module):
@@ -83,9 +84,9 @@ class ExportGraph(nn.Module):
         H, W = x.shape[-2:]
         m = self.model.config.multiple
         padded = F.pad(x, (0, (W + m - 1) // m * m - W, 0, (H + m - 1) // m * m - H), mode="reflect")
-        y = forward_maps(self.model, padded, self.options.defocus, self.options.coefficients)[..., :H, :W]
+        y = forward_maps(self.model, padded, self.options.defocus_map, self.options.coefficients)[..., :H, :W]
         c = self.model.config
-        sizes = [3] + [1] * self.options.defocus + [c.num_scales * c.num_atoms] * self.options.coefficients
+        sizes = [3] + [1] * self.options.defocus_map + [c.num_scales * c.num_atoms] * self.options.coefficients
         return tuple(y.split(sizes, dim=1))
 
 

@@ -9,14 +9,17 @@ same way, so maps work with tiling too.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .model import NRKNet, upsample_to
-from .runtime import runner_for
+from .errors import SettingsError
+from .model import NRKNet
+from .runtime import resolve_backend, runner_for
 from .srgb import linear_to_srgb, srgb_to_linear
 from .tiling import run_tiled, tile_size
 
@@ -28,9 +31,43 @@ DEFAULT_OVERLAP = 192
 MIN_TILE = 2 * DEFAULT_OVERLAP
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the network runs on a photo.
+
+    Args:
+        weights: a weights file; None for the shipped weights (read when the model is loaded).
+        device: "auto", "cpu", "cuda", "cuda:1", "mps" ... (where the model is loaded).
+        half: float16 on a GPU.
+        backend: "auto", "torch" or "onnxruntime": what runs the network (runtime.py).
+        tile: tile side in pixels; None to choose from the memory available (choose_tile).
+        overlap: pixels shared by neighbouring tiles.
+        linear: the pixels are linear light, not sRGB (see deblur).
+        strength: 0 returns the input, 1 the network's output; in between blends them.
+    """
+
+    weights: Path | None = None
+    device: str = "auto"
+    half: bool = False
+    backend: str = "auto"
+    tile: int | None = None
+    overlap: int = DEFAULT_OVERLAP
+    linear: bool = False
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise SettingsError(f"strength must be between 0 and 1, not {self.strength}")
+        if self.overlap < 0:
+            raise SettingsError(f"the tile overlap must be 0 or more, not {self.overlap}")
+        if self.tile is not None and not 2 * self.overlap <= self.tile:
+            raise SettingsError(f"a tile overlap of {self.overlap} is too large for tiles of {self.tile} "
+                                "(at most half the tile)")
+
+
 class Deblurred(NamedTuple):
     image: np.ndarray  # (H, W, C) float32, the deblurred photo, not clipped (may be a strided view)
-    defocus: np.ndarray | None  # (H, W) float32, defocus scale in input pixels
+    defocus_map: np.ndarray | None  # (H, W) float32, the blur's RMS radius in input pixels
     gammas: list[np.ndarray] | None  # coarse to fine, (J, H/2^(S-1-t), W/2^(S-1-t)) float32
 
 
@@ -43,11 +80,11 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda, mps)") from None
+        raise SettingsError(f"unknown device {name!r} (use auto, cpu, cuda, mps)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name}: no CUDA GPU is available here")
+        raise SettingsError(f"{name}: no CUDA GPU is available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"{name}: Apple's Metal backend is not available here")
+        raise SettingsError(f"{name}: Apple's Metal backend is not available here")
     return dev
 
 
@@ -119,47 +156,46 @@ def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
     return min(grids)[1]
 
 
-def forward_maps(model: NRKNet, x: Tensor, defocus: bool, coefficients: bool) -> Tensor:
-    """[1, 3, h, w] -> [1, 3 (+1) (+S*J), h, w]: image, defocus scale, coefficients.
-
-    The defocus scale is NRKNet.defocus_map: the focus head's measured radius where the
-    model has one, else the RMS radius of the effective kernels combined over the scales.
-    """
-    out = model(x, return_gamma=defocus or coefficients)
-    parts = [out.image]
-    size = x.shape[-2:]
-    if defocus:
-        parts.append(model.defocus_map(out, size))
-    if coefficients:
-        S = len(out.gammas)
-        parts.extend(upsample_to(g, size, 2 ** (S - 1 - t)) for t, g in enumerate(out.gammas))
-    return torch.cat(parts, dim=1)
+def tiles_for(model: NRKNet, height: int, width: int, options: InferenceOptions) -> tuple[tuple[int, int] | None, int]:
+    """(tile, overlap) for a photo: the options' tile, or one chosen from the memory free for
+    the backend that will run it (None: whole); the overlap at most half a tile."""
+    device = next(model.parameters()).device
+    overlap = options.overlap
+    if options.tile is not None:
+        tile = (options.tile, options.tile)
+    else:
+        backend = resolve_backend(options.backend, device)  # its memory per pixel sets the tile
+        tile = choose_tile(model, height, width, device, overlap=overlap, backend=backend)
+    if tile is not None:
+        overlap = min(overlap, min(tile) // 2)
+    return tile, overlap
 
 
 @torch.inference_mode()
-def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None = None, overlap: int = DEFAULT_OVERLAP,
-           defocus: bool = False, coefficients: bool = False, half: bool = False, linear: bool = False,
-           strength: float = 1.0, on_tile: Callable[[int, int], None] | None = None,
-           backend: str = "torch") -> Deblurred:
-    """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3.
+def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = InferenceOptions(),
+           defocus_map: bool = False, coefficients: bool = False,
+           on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
+    """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3, on the model's device.
 
-    tile: side, or (height, width), of the tiles; None to process whole. half: run in
-    float16 on CUDA (ignored elsewhere). linear: the pixels are linear light, not sRGB;
-    each tile is sRGB-encoded for the network, which was trained on sRGB photos, and its
-    output decoded back (then clipped to [0, 1]). strength: how much of the network's change
-    to keep, out = x + strength * (net(x) - x) (0: the input, 1: the network's output), blended
-    in the file's own space (linear when `linear`). backend: "torch", "onnxruntime" or "auto"
+    options (InferenceOptions): tiles, overlap, backend, half, linear and strength. Tiles:
+    options.tile, or chosen from the memory free (tiles_for). half: float16 on CUDA
+    (ignored elsewhere). linear: the pixels are linear light, not sRGB; each tile is
+    sRGB-encoded for the network, which was trained on sRGB photos, and its output decoded
+    back (then clipped to [0, 1]). strength: how much of the network's change to keep,
+    out = x + strength * (net(x) - x) (0: the input, 1: the network's output), blended in
+    the file's own space (linear when `linear`). backend: "torch", "onnxruntime" or "auto"
     (runtime.py); the torch backend converts the model's weights to channels-last layout in
-    place (same numbers, faster convolutions: README, "Speed and memory").
+    place (same numbers, faster convolutions: README, "Speed and memory"). defocus_map,
+    coefficients: also return those maps, tiled and blended like the image.
     """
     H, W, C = pixels.shape
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
     if C == 1:
         x = x.expand(1, 3, H, W)
 
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be between 0 and 1, not {strength}")
-    forward = runner_for(model, backend, defocus, coefficients, half)  # the one network call per tile
+    linear, strength = options.linear, options.strength
+    tile, overlap = tiles_for(model, H, W, options)
+    forward = runner_for(model, options.backend, defocus_map, coefficients, options.half)  # one call per tile
 
     def fn(t: Tensor) -> Tensor:
         source = t.float()
@@ -186,7 +222,7 @@ def deblur(model: NRKNet, pixels: np.ndarray, tile: int | tuple[int, int] | None
         image = image.mean(axis=2, keepdims=True)
     k = 3
     radius = None
-    if defocus:
+    if defocus_map:
         radius, k = y[0, k].numpy(), k + 1
     gammas = None
     if coefficients:

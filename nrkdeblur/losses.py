@@ -20,7 +20,7 @@ the blur.
 10 log10(MSE_i) averaged over the images i of the batch, i.e. minus their mean PSNR.
 Plain MSE lets heavily blurred images dominate: trained with it, the model lowered the
 batch MSE while raising the error of nearly sharp images, and the mean PSNR fell below
-the input's (measured, README "Choosing the CPU preset").
+the input's (measured: docs/training-notes.md, "The `cpu` preset").
 """
 
 from __future__ import annotations

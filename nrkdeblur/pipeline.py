@@ -20,11 +20,14 @@ from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 
 from .batch import EXTENSION_OF_FORMAT, Job, plan
-from .imageio import ImageError, atomic_write, read_photo, remove_stale_temp_files, write_photo
-from .inference import DEFAULT_OVERLAP, Deblurred, choose_tile, deblur, resolve_device
+from .atomic import atomic_write, remove_stale_temp_files
+from .errors import ImageError
+from .imageio import read_photo, write_photo
+from .errors import SettingsError
+from .inference import InferenceOptions, deblur, resolve_device
 from .maps import atom_sheet, heatmap
 from .model import NRKNet
-from .runtime import resolve_backend
+from .settings import override
 from .weights import CONFIG_KEY, WeightsError, default_weights, load_model
 
 
@@ -66,82 +69,83 @@ def open_default_weights(path: Path | None, device: torch.device) -> NRKNet:
 
 
 @dataclass(frozen=True)
-class DeblurOptions:
-    """How to deblur photos: what the deblur command's options say, in one value.
-
-    The local batch, the Ray engine and the Python API all pass one of these down to
-    process_one, so every way of running nrkdeblur deblurs a photo the same way.
+class OutputOptions:
+    """Which files a batch writes, and how.
 
     Args:
-        recursive: include subfolders of input folders.
-        fmt: output format (jpeg, png, tiff, webp, bmp); None keeps the input's.
+        recursive: include subfolders of input folders (their relative paths are kept).
+        format: output format (jpeg, png, tiff, webp, bmp); None keeps the input's.
         quality: JPEG / WebP quality.
         overwrite: replace outputs that exist (otherwise they are skipped: resume).
-        weights: a weights file; None for the shipped weights.
-        device: "auto", "cpu", "cuda", "cuda:1", "mps" ...
-        half: float16 on a GPU.
-        backend: "auto", "torch" or "onnxruntime": what runs the network (runtime.py).
-        tile: tile side in pixels; None to choose from the memory available.
-        overlap: pixels shared by neighbouring tiles.
-        defocus_dir: where to write NAME_defocus.png / .tiff (None: no maps).
-        coef_dir: where to write the coefficient maps and atoms (None: none).
-        linear: the pixels are linear light, not sRGB (inference.deblur).
-        strength: 0 returns the input, 1 the network's output; in between blends them.
-        debug: let exceptions through instead of reporting them per file.
-        engine: "local" (this process) or "ray" (actors on a Ray cluster, cluster.py).
-        ray_address: the Ray cluster to join (None: $RAY_ADDRESS, else a local instance).
-        workers: Ray actors, each loading the model once (None: one per GPU, or one per
-            four CPUs when the cluster has no GPU).
+        defocus_map_dir: where to write NAME_defocus.png / .tiff (None: no maps).
+        coefficients_dir: where to write the coefficient maps and atoms (None: none).
         report_page: the batch's report page; each photo's previews go into the folder
             beside it (report_data.py), the page itself is written after the batch (None: none).
     """
 
     recursive: bool = False
-    fmt: str | None = None
+    format: str | None = None
     quality: int = 95
     overwrite: bool = False
-    weights: Path | None = None
-    device: str = "auto"
-    half: bool = False
-    backend: str = "auto"
-    tile: int | None = None
-    overlap: int = DEFAULT_OVERLAP
-    defocus_dir: Path | None = None
-    coef_dir: Path | None = None
-    linear: bool = False
-    strength: float = 1.0
-    debug: bool = False
-    engine: str = "local"
-    ray_address: str | None = None
-    workers: int | None = None
+    defocus_map_dir: Path | None = None
+    coefficients_dir: Path | None = None
     report_page: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.fmt is not None and self.fmt not in EXTENSION_OF_FORMAT:
-            raise ValueError(f"format must be one of {', '.join(sorted(EXTENSION_OF_FORMAT))}, not {self.fmt!r}")
+        if self.format is not None and self.format not in EXTENSION_OF_FORMAT:
+            raise SettingsError(f"format must be one of {', '.join(sorted(EXTENSION_OF_FORMAT))}, not {self.format!r}")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be between 1 and 100, not {self.quality}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, not {self.strength}")
-        if self.overlap < 0:
-            raise ValueError(f"the tile overlap must be 0 or more, not {self.overlap}")
-        if self.tile is not None and not 2 * self.overlap <= self.tile:
-            raise ValueError(f"a tile overlap of {self.overlap} is too large for tiles of {self.tile} "
-                             "(at most half the tile)")
+            raise SettingsError(f"quality must be between 1 and 100, not {self.quality}")
 
     @property
     def maps(self) -> bool:
-        return self.defocus_dir is not None or self.coef_dir is not None
+        return self.defocus_map_dir is not None or self.coefficients_dir is not None
 
 
-def process_batch(inputs: list[Path], output: Path | None, options: DeblurOptions, report: Report) -> Summary:
-    """Plan, skip what exists, then deblur and write every photo on options.engine:
-    "local" (this process, the model loaded once) or "ray" (cluster.py)."""
-    if options.engine == "ray":
-        from .cluster import ray_engine
+@dataclass(frozen=True)
+class EngineOptions:
+    """Where and how a batch runs.
 
-        return process_jobs(inputs, output, options, report, ray_engine)
-    return process_jobs(inputs, output, options, report, local_engine)
+    Args:
+        engine: "local" (this process) or "ray" (actors on a Ray cluster, cluster.py).
+        ray_address: the Ray cluster to join (None: $RAY_ADDRESS, else a local instance).
+        workers: Ray actors, each loading the model once (None: one per GPU, or one per
+            four CPUs when the cluster has no GPU).
+        debug: let exceptions through instead of reporting them per file.
+    """
+
+    engine: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    debug: bool = False
+
+
+@dataclass(frozen=True)
+class DeblurOptions:
+    """Everything a batch of photos is deblurred with, in one value, by concern.
+
+    The local batch, the Ray engine and the Python API all pass one of these down to
+    process_one, so every way of running nrkdeblur deblurs a photo the same way. Its fields
+    are named alone across the three sections (settings.override): DeblurOptions.of(
+    strength=0.5, format="png").
+    """
+
+    inference: InferenceOptions = InferenceOptions()
+    output: OutputOptions = OutputOptions()
+    engine: EngineOptions = EngineOptions()
+
+    @staticmethod
+    def of(**fields) -> "DeblurOptions":
+        """Options from fields named alone: inference, output and engine settings alike."""
+        return override(DeblurOptions(), **fields)
+
+
+def process_batch(inputs: list[Path], output: Path | None, options: DeblurOptions, report: Report,
+                  engine: "Engine | None" = None) -> Summary:
+    """Plan, skip what exists, then deblur and write every photo with `engine`
+    (default: local_engine, this process, the model loaded once; cluster.ray_engine runs
+    the same on Ray)."""
+    return process_jobs(inputs, output, options, report, engine or local_engine)
 
 
 class Outcome(NamedTuple):
@@ -160,13 +164,14 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
                  engine: Engine) -> Summary:
     """The batch around an engine: plan, report problems, skip what exists, count and time."""
     start = time.perf_counter()
-    jobs, problems = plan(inputs, output, options.recursive, options.fmt, maps=options.maps)
+    out = options.output
+    jobs, problems = plan(inputs, output, out.recursive, out.format, maps=out.maps)
     failed = [(p.path, p.reason) for p in problems]
     for path, reason in failed:
         report.error(path, reason)
     todo, finished = [], {}
     for job in jobs:
-        if job.output.exists() and not options.overwrite:
+        if job.output.exists() and not out.overwrite:
             report.note(f"skip {job.source}: {job.output} exists (use --overwrite)")
             finished[job] = "skipped"
         else:
@@ -193,7 +198,7 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
 
 def local_engine(todo: list[Job], options: DeblurOptions, report: Report) -> Iterator[tuple[Job, Outcome]]:
     """One photo after another in this process."""
-    model = open_default_weights(options.weights, resolve_device(options.device))
+    model = open_default_weights(options.inference.weights, resolve_device(options.inference.device))
     return ((job, attempt(model, job, options, report)) for job in todo)
 
 
@@ -202,7 +207,7 @@ def attempt(model: NRKNet, job: Job, options: DeblurOptions, report: Report) -> 
     try:
         return Outcome(process_one(model, job, options, report))
     except (ImageError, RuntimeError, ValueError, OSError, MemoryError) as e:
-        if options.debug:
+        if options.engine.debug:
             raise
         return Outcome(0.0, failure_reason(job, e))
 
@@ -221,59 +226,44 @@ def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report)
     start = time.perf_counter()
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
-    defocus = options.defocus_dir is not None or options.report_page is not None
-    result = run_model(model, photo.pixels, options, defocus=defocus,
-                       coefficients=options.coef_dir is not None, on_tile=report.tile)
+    out = options.output
+    defocus_map = out.defocus_map_dir is not None or out.report_page is not None
+    result = deblur(model, photo.pixels, options.inference, defocus_map=defocus_map,
+                    coefficients=out.coefficients_dir is not None, on_tile=report.tile)
     stem = job.relative.with_suffix("")
-    if options.defocus_dir is not None:  # maps first: the photo's output marks the job as done
-        write_defocus(options.defocus_dir / stem.parent, stem.name, result.defocus)
-    if options.coef_dir is not None:
-        write_coefficients(options.coef_dir / stem.parent, stem.name, model, result.gammas)
+    if out.defocus_map_dir is not None:  # maps first: the photo's output marks the job as done
+        write_defocus_map(out.defocus_map_dir / stem.parent, stem.name, result.defocus_map)
+    if out.coefficients_dir is not None:
+        write_coefficients(out.coefficients_dir / stem.parent, stem.name, model, result.gammas)
     np.clip(result.image, 0.0, 1.0, out=result.image)
-    if options.report_page is not None:  # the page's previews, before the output marks the job done
-        from .report_data import photo_record, save_record
+    if out.report_page is not None:  # the page's previews, before the output marks the job done
+        from .report_data import photo_record, save_record, shown_options
 
-        record = photo_record(options, job, photo, result.image, result.defocus)
+        record = photo_record(out.report_page, job, photo, result.image, result.defocus_map,
+                              options.inference.linear, shown_options(options))
     # the output replaces the input pixels, which are freed before encoding (peak memory)
     photo = dataclasses.replace(photo, pixels=result.image)
     del result
-    write_photo(job.output, photo, quality=options.quality, format=options.fmt)
-    if options.report_page is not None:
-        save_record(options, job, record, time.perf_counter() - start)
+    write_photo(job.output, photo, quality=out.quality, format=out.format)
+    if out.report_page is not None:
+        save_record(out.report_page, job, record, time.perf_counter() - start)
     return H * W / 1e6
-
-
-def run_model(model: NRKNet, pixels: np.ndarray, options: DeblurOptions, defocus: bool = False,
-              coefficients: bool = False, on_tile=None) -> Deblurred:
-    """Deblur (H, W, C) float pixels with the options' tiling, strength, precision and
-    colour space; the defocus and coefficient maps on request (inference.deblur)."""
-    H, W = pixels.shape[:2]
-    device = next(model.parameters()).device
-    overlap = options.overlap
-    backend = resolve_backend(options.backend, device)  # its memory per pixel sets the tile
-    tile = (choose_tile(model, H, W, device, overlap=overlap, backend=backend) if options.tile is None
-            else (options.tile, options.tile))
-    if tile is not None:
-        overlap = min(overlap, min(tile) // 2)
-    return deblur(model, pixels, tile=tile, overlap=overlap, defocus=defocus, coefficients=coefficients,
-                  half=options.half, linear=options.linear, strength=options.strength, on_tile=on_tile,
-                  backend=options.backend)
 
 
 def output_folders(jobs: list[Job], options: DeblurOptions) -> set[Path]:
     """Every folder the jobs write into: their outputs' and their maps' folders."""
     folders = {job.output.parent for job in jobs}
-    for root in (options.defocus_dir, options.coef_dir):
+    for root in (options.output.defocus_map_dir, options.output.coefficients_dir):
         if root is not None:
             folders |= {root / job.relative.parent for job in jobs}
-    if options.report_page is not None:
-        from .report_data import assets_folder
+    if options.output.report_page is not None:
+        from .report_html import assets_folder
 
-        folders.add(assets_folder(options.report_page))
+        folders.add(assets_folder(options.output.report_page))
     return folders
 
 
-def write_defocus(folder: Path, stem: str, radius: np.ndarray) -> None:
+def write_defocus_map(folder: Path, stem: str, radius: np.ndarray) -> None:
     """NAME_defocus.png (heatmap with a colour bar in pixels), NAME_defocus.tiff (float32)."""
     folder.mkdir(parents=True, exist_ok=True)
     png = heatmap(radius)

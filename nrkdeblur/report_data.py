@@ -15,56 +15,42 @@ links, to the previews and to the batch's full-size files, and fetches nothing e
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import os
 import re
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_write
 from .batch import Job
-from .imageio import ImageError, Photo, atomic_write, read_photo
+from .errors import ImageError
+from .imageio import Photo, read_photo
 from .previews import make_previews
-
-if TYPE_CHECKING:
-    from .pipeline import DeblurOptions, Summary
+from .report_html import Entry, assets_folder, relative_link, render_page
+from .settings import flatten
 
 RECORD_VERSION = 1
 # WebP quality: 90 for full-resolution pictures, which is what 1:1 shows (on a Kodak photo
 # the mean error of JPEG quality 85 at 4:4:4, in 15% fewer bytes), 80 for reduced previews
 SHARP, REDUCED = 90, 80
-# DeblurOptions that say nothing about how a photo looks; every other one that is not at its
-# default is shown beside the photo (strength, tile, weights ... and options added later)
+# settings (pipeline.DeblurOptions) that say nothing about how a photo looks; every other one
+# not at its default is shown beside the photo (strength, tile, weights ... and those added later)
 HIDDEN_OPTIONS = frozenset({"recursive", "overwrite", "device", "backend", "debug", "engine", "ray_address",
-                            "workers", "defocus_dir", "coef_dir", "report_page"})
+                            "workers", "defocus_map_dir", "coefficients_dir", "report_page"})
 
 
-class Entry(NamedTuple):
-    """A photo of the page: its job, "done" (this run) or "skipped" (an earlier run's
-    output), and its record, or why there is none."""
+class Batch(Protocol):
+    """What the page needs of a finished batch (pipeline.Summary)."""
 
-    job: Job
-    status: str
-    record: dict | None
-    problem: str | None = None
-
-
-def assets_folder(page: Path) -> Path:
-    """The folder beside the page that holds its previews: report.html -> report_files/."""
-    return page.with_name(page.stem + "_files")
-
-
-def relative_link(path: Path, page: Path) -> str | None:
-    """path as seen from the page's folder, with forward slashes; None where there is no
-    relative path (another drive on Windows)."""
-    try:
-        return Path(os.path.relpath(path.absolute(), page.absolute().parent)).as_posix()
-    except ValueError:
-        return None
+    done: int
+    skipped: int
+    failed: list[tuple[Path, str]]
+    seconds: float
+    megapixels: float
+    finished: tuple[tuple[Job, str], ...]  # the jobs with an output: "done" or "skipped"
 
 
 _ABSOLUTE = re.compile(r"(?:(?<=\s)|^)(?:/|[A-Za-z]:\\)[^\s]*")  # a POSIX or Windows absolute path in a text
@@ -84,27 +70,28 @@ def asset_key(page: Path, job: Job) -> str:
     return f"{stem}-{hashlib.sha1(where.encode()).hexdigest()[:10]}"
 
 
-def shown_options(options: DeblurOptions) -> dict[str, object]:
-    """The options that shaped the photos and are not at their defaults, for the page;
-    paths by their name only (the page holds no absolute path)."""
+def shown_options(options: object) -> dict[str, object]:
+    """The settings of a settings dataclass (pipeline.DeblurOptions) that shape the photos
+    and are not at their defaults, by name; paths by their name only (the page holds no
+    absolute path)."""
+    defaults = flatten(type(options)())
     shown = {}
-    for field in dataclasses.fields(options):
-        value = getattr(options, field.name)
-        if field.name in HIDDEN_OPTIONS or value == field.default:
+    for name, value in flatten(options).items():
+        if name in HIDDEN_OPTIONS or value == defaults[name]:
             continue
         if isinstance(value, PurePath):
             value = value.name
-        shown[field.name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+        shown[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
     return shown
 
 
-def photo_record(options: DeblurOptions, job: Job, photo: Photo, after: np.ndarray,
-                 defocus: np.ndarray | None) -> dict:
+def photo_record(page: Path, job: Job, photo: Photo, after: np.ndarray, defocus: np.ndarray | None,
+                 linear: bool = False, options: dict | None = None) -> dict:
     """Write the previews of a deblurred photo (photo: the input; after: the output's float
-    pixels; defocus: its map or None) beside options.report_page, and return its record,
-    which save_record writes once the output is written."""
-    page = options.report_page
-    previews = make_previews(photo.pixels, after, photo.alpha, defocus, options.linear)
+    pixels, linear light with `linear`; defocus: its map or None) beside the page, and
+    return its record, which save_record writes once the output is written. options: the
+    settings to show beside it (shown_options), None where they are not known."""
+    previews = make_previews(photo.pixels, after, photo.alpha, defocus, linear)
     folder, key = assets_folder(page), asset_key(page, job)
     pictures = {"before": previews.before, "after": previews.after, "before-1to1": previews.before_detail,
                 "after-1to1": previews.after_detail, "defocus": previews.defocus}
@@ -116,17 +103,17 @@ def photo_record(options: DeblurOptions, job: Job, photo: Photo, after: np.ndarr
             q = SHARP if name.endswith("1to1") or (name != "defocus" and im.size == (W, H)) else REDUCED
             atomic_write(folder / files[name], lambda f, im=im, q=q: im.save(f, format="WEBP", quality=q))
     return {"version": RECORD_VERSION, "width": W, "height": H, "bits": photo.bit_depth,
-            "alpha": photo.alpha is not None, "seconds": None, "options": shown_options(options),
+            "alpha": photo.alpha is not None, "seconds": None, "options": options,
             "files": files, "detail": previews.detail, "focus": previews.focus, "vmax": previews.vmax}
 
 
-def save_record(options: DeblurOptions, job: Job, record: dict, seconds: float | None) -> None:
+def save_record(page: Path, job: Job, record: dict, seconds: float | None) -> None:
     """Write a photo's record, with its time and the size and date of its output (a later
     report makes the record again if the output changed since)."""
     stat = job.output.stat()
     record = dict(record, seconds=None if seconds is None else round(seconds, 3),
                   output=[stat.st_size, stat.st_mtime_ns])
-    path = assets_folder(options.report_page) / f"{asset_key(options.report_page, job)}.json"
+    path = assets_folder(page) / f"{asset_key(page, job)}.json"
     atomic_write(path, lambda f: f.write(json.dumps(record).encode()))
 
 
@@ -147,23 +134,22 @@ def load_record(page: Path, job: Job) -> dict | None:
     return record
 
 
-def record_from_files(options: DeblurOptions, job: Job) -> dict:
+def record_from_files(page: Path, job: Job, defocus_map_dir: Path | None, linear: bool) -> dict:
     """Make a job's record from its input and output files, for an output written without
     a report (its time and options are not known): the defocus map is the one
-    --defocus-map wrote, if it is there."""
+    --defocus-map wrote into defocus_map_dir, if it is there."""
     before, after = read_photo(job.source), read_photo(job.output)
-    record = photo_record(options, job, before, after.pixels, earlier_defocus(options, job))
-    record["options"] = None
-    save_record(options, job, record, None)
+    record = photo_record(page, job, before, after.pixels, earlier_defocus(defocus_map_dir, job), linear)
+    save_record(page, job, record, None)
     return record
 
 
-def earlier_defocus(options: DeblurOptions, job: Job) -> np.ndarray | None:
-    """The defocus map NAME_defocus.tiff in options.defocus_dir, or None."""
-    if options.defocus_dir is None:
+def earlier_defocus(defocus_map_dir: Path | None, job: Job) -> np.ndarray | None:
+    """The defocus map NAME_defocus.tiff in defocus_map_dir, or None."""
+    if defocus_map_dir is None:
         return None
     stem = job.relative.with_suffix("")
-    path = options.defocus_dir / stem.parent / f"{stem.name}_defocus.tiff"
+    path = defocus_map_dir / stem.parent / f"{stem.name}_defocus.tiff"
     try:
         with Image.open(path) as im:
             return np.asarray(im, dtype=np.float32)
@@ -178,32 +164,31 @@ def rate(megapixels: float, seconds: float) -> str:
     return f" ({f'{megapixels / seconds:#.3g}'.rstrip('.')} MP/s)"  # "#": keeps 0.000800's zeros
 
 
-def summary_line(summary: Summary) -> str:
+def summary_line(summary: Batch) -> str:
     """The batch's summary as the command line prints it."""
     return (f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "
             f"in {summary.seconds:.1f} s{rate(summary.megapixels, summary.seconds)}")
 
 
-def gather(options: DeblurOptions, summary: Summary) -> list[Entry]:
+def gather(page: Path, summary: Batch, defocus_map_dir: Path | None, linear: bool) -> list[Entry]:
     """Every photo of the batch with an output, with its record (made from the files where
     it is missing or out of date); a photo whose record cannot be made says why."""
     entries = []
     for job, status in summary.finished:
         try:
-            record = load_record(options.report_page, job) or record_from_files(options, job)
+            record = load_record(page, job) or record_from_files(page, job, defocus_map_dir, linear)
             entries.append(Entry(job, status, record))
         except (ImageError, ValueError, OSError, MemoryError) as e:
-            reason = relative_text(str(e).removeprefix(f"{job.source}: "), options.report_page)
+            reason = relative_text(str(e).removeprefix(f"{job.source}: "), page)
             entries.append(Entry(job, status, None, reason))
     return entries
 
 
-def write_report(options: DeblurOptions, summary: Summary) -> Path:
-    """Write the page of a finished batch to options.report_page, atomically; returns it."""
-    from .report_html import render_page
-
-    page = options.report_page
-    entries = gather(options, summary)
+def write_report(page: Path, summary: Batch, defocus_map_dir: Path | None = None, linear: bool = False) -> Path:
+    """Write the page of a finished batch (pipeline.Summary) atomically and return it.
+    defocus_map_dir and linear are the batch's: for photos deblurred without a report,
+    whose records are made from their files."""
+    entries = gather(page, summary, defocus_map_dir, linear)
     failed = [(relative_link(path, page) or path.name, relative_text(reason, page)) for path, reason in summary.failed]
     html = render_page(page, entries, failed, summary_line(summary))
     atomic_write(page, lambda f: f.write(html.encode("utf-8")))

@@ -10,15 +10,41 @@ map is NRKNet's defocus scale in input pixels (Quan, Wu, Ji, CVPR 2023; maps.py)
 from __future__ import annotations
 
 import html
+import os
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 import numpy as np
 
-from . import __version__
+from .batch import Job
 from .maps import colorize
-from .report_data import Entry, assets_folder, relative_link
+from .version import __version__
+
+
+class Entry(NamedTuple):
+    """A photo of the page: its job, "done" (this run) or "skipped" (an earlier run's
+    output), and its record (report_data.photo_record), or why there is none."""
+
+    job: Job
+    status: str
+    record: dict | None
+    problem: str | None = None
+
+
+def assets_folder(page: Path) -> Path:
+    """The folder beside the page that holds its previews: report.html -> report_files/."""
+    return page.with_name(page.stem + "_files")
+
+
+def relative_link(path: Path, page: Path) -> str | None:
+    """path as seen from the page's folder, with forward slashes; None where there is no
+    relative path (another drive on Windows)."""
+    try:
+        return Path(os.path.relpath(path.absolute(), page.absolute().parent)).as_posix()
+    except ValueError:
+        return None
 
 
 def esc(value: object) -> str:

@@ -1,7 +1,7 @@
 """Backends that run the network on one tile: torch, or ONNX Runtime on an exported graph.
 
 Both are one call, [1, 3, h, w] float32 on the CPU -> [1, K, h, w] float32 on the CPU with
-the channels of inference.forward_maps (image, defocus scale, coefficients), so
+the channels of forward.forward_maps (image, defocus map, coefficients), so
 inference.deblur's tiling, blending and colour handling stay the same for both.
 
 "auto" is torch: measured side by side on an idle 2-core CPU (README, "Speed and
@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import SettingsError
+from .forward import forward_maps
 from .model import NRKNet, pad_to_multiple
 
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -36,7 +38,7 @@ class RunSpec:
 
     backend: str  # "torch" or "onnxruntime", never "auto"
     device: str
-    defocus: bool
+    defocus_map: bool
     coefficients: bool
     half: bool
 
@@ -53,22 +55,20 @@ def onnxruntime_available() -> bool:
 def resolve_backend(name: str, device: torch.device) -> str:
     """"auto" -> the backend measured faster (torch, module docstring); others are checked."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
+        raise SettingsError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
     if name == "auto":
         return "torch"
     if name == "onnxruntime":
         if not onnxruntime_available():
-            raise ValueError("--backend onnxruntime needs the onnx extra: pip install 'nrkdeblur[onnx]'")
+            raise SettingsError("--backend onnxruntime needs the onnx extra: pip install 'nrkdeblur[onnx]'")
         if device.type not in ("cpu", "cuda"):
-            raise ValueError(f"--backend onnxruntime runs on cpu or cuda, not {device.type}")
+            raise SettingsError(f"--backend onnxruntime runs on cpu or cuda, not {device.type}")
     return name
 
 
 def torch_runner(model: NRKNet, spec: RunSpec) -> Runner:
     """The model itself in channels-last layout (same numbers, faster convolutions), in
     float16 autocast when half on CUDA."""
-    from .inference import forward_maps
-
     device = next(model.parameters()).device
     dtype = torch.float16 if spec.half and device.type == "cuda" else torch.float32
     model.to(memory_format=torch.channels_last)
@@ -76,7 +76,7 @@ def torch_runner(model: NRKNet, spec: RunSpec) -> Runner:
     def run(x: Tensor) -> Tensor:
         x = x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            y = forward_maps(model, x, spec.defocus, spec.coefficients)
+            y = forward_maps(model, x, spec.defocus_map, spec.coefficients)
         return y.float().cpu()
 
     return run
@@ -130,7 +130,7 @@ def onnxruntime_runner(model: NRKNet, spec: RunSpec) -> Runner:
 
     device = torch.device(spec.device)
     half = spec.half and device.type == "cuda"
-    path, _ = cached_onnx(model, ExportOptions(defocus=spec.defocus, coefficients=spec.coefficients, half=half))
+    path, _ = cached_onnx(model, ExportOptions(defocus_map=spec.defocus_map, coefficients=spec.coefficients, half=half))
     if device.type == "cuda":
         providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
     else:
@@ -152,11 +152,11 @@ def onnxruntime_runner(model: NRKNet, spec: RunSpec) -> Runner:
 _runners: "weakref.WeakKeyDictionary[NRKNet, dict[RunSpec, Runner]]" = weakref.WeakKeyDictionary()
 
 
-def runner_for(model: NRKNet, backend: str, defocus: bool, coefficients: bool, half: bool) -> Runner:
+def runner_for(model: NRKNet, backend: str, defocus_map: bool, coefficients: bool, half: bool) -> Runner:
     """The runner for this model and settings, made once and kept as long as the model
     lives (one InferenceSession for all tiles and photos of a batch)."""
     device = next(model.parameters()).device
-    spec = RunSpec(resolve_backend(backend, device), str(device), defocus, coefficients, half)
+    spec = RunSpec(resolve_backend(backend, device), str(device), defocus_map, coefficients, half)
     kept = _runners.setdefault(model, {})
     if spec not in kept:
         kept[spec] = (onnxruntime_runner if spec.backend == "onnxruntime" else torch_runner)(model, spec)

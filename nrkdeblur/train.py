@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import os
@@ -25,7 +24,6 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
@@ -36,89 +34,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from .config import NRKConfig
-from .imageio import atomic_write
-from .config import preset
-from .data import PairFolder, RenderSettings, SyntheticDefocus, dpdd, lfdof, sharp_photos
+from .data import PairFolder, SyntheticDefocus, dpdd, lfdof, sharp_photos
+from .errors import DataError, NrkdeblurError, SettingsError
+from .atomic import atomic_write
 from .losses import nrk_loss, psnr
 from .model import NRKNet
+from .recipe import Recipe, recipe_from_data
+from .settings import differences, to_dict
 from .weights import load_model, save_weights
 from .widen import load_widened
-
-RESUMABLE = ("steps", "workers")  # settings that may change when a run resumes
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How to train. Stored in every checkpoint, so a resumed run cannot drift.
-
-    Args:
-        steps: total optimiser steps; the learning-rate schedule is laid out over them.
-            `steps` and `workers` may change when a run resumes (RESUMABLE): a new
-            `steps` moves every drop of the schedule, so the rate may go down or, for a
-            longer run, back up.
-        batch_size: global batch, split evenly over data-parallel processes.
-        crop: side of the square training crops, in pixels (a multiple of 16).
-        lr: Adam's base learning rate (paper: 1e-4).
-        milestones: fractions of `steps` where the rate drops to 0.5x, 0.25x, 0.1x: the
-            shape of the authors' schedule (epochs 2000/3000/4000 of 5000).
-        alpha, beta: weights of the reblurring and FFT terms (eq. 14, 13).
-        log_mse: squared errors as minus each image's PSNR (losses.py; ours, not the paper's).
-        seed: seeds model init, data stream and every RNG.
-        val_every, ckpt_every: in steps.
-        workers: DataLoader worker processes that render samples while the model trains.
-        grad_clip: max gradient norm (None: no clipping).
-        ema: decay of the exponential moving average of the weights that is validated
-            and exported (0: none). Small CPU batches make single weights noisy: the
-            validation PSNR of raw weights jumped by +-0.3 dB between checkpoints.
-        radius_weight: weight of the defocus-map term (losses.py, px of mean absolute
-            error), which ties the coefficients to the true blur. Synthetic data only.
-        soft_source: share of synthetic samples whose sharp target has a softened
-            background, as photos with a natural shallow depth of field have
-            (data/defocus.py, RenderSettings.p_soft_source).
-        radius_power: the renderer's radius_power; lower draws strong blur more often.
-        highlights: share of synthetic samples whose highlights are brighter than white
-            before the blur and clip after it, as real bokeh does
-            (data/defocus.py, RenderSettings.p_highlights).
-        high_iso: share of synthetic samples with a high-ISO phone's noise and a strong JPEG
-            (data/defocus.py, RenderSettings.p_high_iso).
-        focus_only: train the focus head alone (model.FocusHead) and keep the rest of the
-            network as it is: only the head's parameters learn, and the frozen part builds
-            no autograd graph, so a step costs little more than a forward pass.
-    """
-
-    steps: int = 100_000
-    batch_size: int = 8
-    crop: int = 128
-    lr: float = 1e-4
-    milestones: tuple[float, float, float] = (0.4, 0.6, 0.8)
-    alpha: float = 0.1
-    beta: float = 0.1
-    seed: int = 0
-    val_every: int = 500
-    ckpt_every: int = 100
-    workers: int = 1
-    grad_clip: float | None = 1.0
-    ema: float = 0.999
-    log_mse: bool = False
-    radius_weight: float = 0.0
-    soft_source: float = 0.0
-    radius_power: float = RenderSettings.radius_power
-    highlights: float = 0.0
-    high_iso: float = 0.0
-    focus_only: bool = False
-
-    def render_settings(self) -> RenderSettings:
-        return RenderSettings(p_soft_source=self.soft_source, radius_power=self.radius_power,
-                              p_highlights=self.highlights, p_high_iso=self.high_iso)
-
-    def lr_at(self, step: int) -> float:
-        frac = step / self.steps
-        factor = 1.0
-        for m, f in zip(self.milestones, (0.5, 0.25, 0.1)):
-            if frac >= m:
-                factor = f
-        return self.lr * factor
-
 
 class StepInfo(NamedTuple):
     step: int
@@ -162,95 +86,29 @@ def held_out(lists: list[str]) -> set[str]:
     return names
 
 
-def open_train_data(args: dict, settings: TrainSettings) -> Dataset:
-    """The training stream named by a run's data arguments (photos | dpdd | lfdof | pairs);
-    photos named in args["holdout"] files are left out."""
-    chosen = [k for k in ("photos", "dpdd", "lfdof", "pairs") if args.get(k)]
-    if len(chosen) != 1:
-        raise ValueError("give exactly one training source: --photos (repeatable), --dpdd, --lfdof or --pairs")
-    seed, crop = settings.seed, settings.crop
-    if args.get("photos"):
-        skip = held_out(args.get("holdout") or [])
-        paths = [p for p in sharp_photos([Path(p) for p in args["photos"]]) if p.name not in skip]
+def open_train_data(recipe: Recipe) -> Dataset:
+    """The training stream the recipe's data section names (photos | dpdd | lfdof | pairs);
+    photos named in its holdout files are left out."""
+    data, seed = recipe.data, recipe.seed
+    source = data.source()
+    if source == "photos":
+        skip = held_out(list(data.holdout))
+        paths = [p for p in sharp_photos([Path(p) for p in data.photos]) if p.name not in skip]
         if not paths:
-            raise ValueError(f"no photos found in {', '.join(args['photos'])}")
-        return SyntheticDefocus(paths, crop=crop, seed=seed, settings=settings.render_settings())
-    if args.get("dpdd"):
-        return dpdd(Path(args["dpdd"]), "train", crop=crop, seed=seed, augment=True)
-    if args.get("lfdof"):
-        return lfdof(Path(args["lfdof"]), "train", crop=crop, seed=seed, augment=True)
-    blur_dir, sharp_dir = args["pairs"]
-    return PairFolder(Path(blur_dir), Path(sharp_dir), crop=crop, seed=seed, augment=True)
+            raise DataError(f"no photos found in {', '.join(data.photos)}")
+        return SyntheticDefocus(paths, crop=data.crop, seed=seed, settings=recipe.render)
+    if source == "dpdd":
+        return dpdd(Path(data.dpdd), "train", crop=data.crop, seed=seed, augment=True)
+    if source == "lfdof":
+        return lfdof(Path(data.lfdof), "train", crop=data.crop, seed=seed, augment=True)
+    blur_dir, sharp_dir = data.pairs
+    return PairFolder(Path(blur_dir), Path(sharp_dir), crop=data.crop, seed=seed, augment=True)
 
 
 def open_val_data(folder: str | os.PathLike) -> Dataset:
     """Whole-image validation pairs from FOLDER/blur and FOLDER/sharp."""
     folder = Path(folder)
     return PairFolder(folder / "blur", folder / "sharp", crop=None, seed=0, augment=False)
-
-
-class RunSettingsError(ValueError):
-    """The settings asked for disagree with each other or with the run folder's (a usage
-    error, not a broken file)."""
-
-
-class RunPlan(NamedTuple):
-    config: NRKConfig
-    settings: TrainSettings
-    args: dict  # the run's data and settings arguments, as stored in run.json
-    message: str | None  # what a changed --steps does to the learning rate, to tell the user
-
-
-def plan_run(run_dir: Path, args: dict, explicit: set[str], workers: int) -> RunPlan:
-    """The run to do in run_dir, from the command's arguments, and write its run.json.
-
-    args: every setting by run.json key (preset, width, atoms, init, photos, holdout,
-    dpdd, lfdof, pairs, val, steps, batch_size, crop, lr, seed, alpha, beta, log_mse,
-    radius_weight, soft_source, radius_power, highlights, high_iso, focus_width, focus_only,
-    val_every, ckpt_every); explicit: the keys the user gave. A new run stores args in
-    RUN_DIR/run.json. A run that has one resumes with the saved settings; an explicit
-    setting that disagrees with them is a ValueError, except `steps`, which reschedules the
-    run (the message says how).
-    """
-    run_file = run_dir / "run.json"
-    saved = None
-    if run_file.exists():
-        try:
-            saved = json.loads(run_file.read_text())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{run_file}: cannot read the run's settings ({e})") from None
-        for key in explicit - {"steps"}:
-            if key in saved and saved[key] != args[key]:
-                raise RunSettingsError(f"{run_dir} was started with {key}={saved[key]!r}; use another --run-dir to change it")
-        args = {**args, **saved, "steps": args["steps"] if "steps" in explicit else saved["steps"]}
-    config = preset(args["preset"])
-    config = dataclasses.replace(config, width=args["width"] or config.width, num_atoms=args["atoms"] or config.num_atoms,
-                                 focus_width=args.get("focus_width") or config.focus_width)
-    defaults = TrainSettings()
-    settings = TrainSettings(
-        steps=args["steps"], batch_size=args["batch_size"], crop=args["crop"], lr=args["lr"], seed=args["seed"],
-        alpha=args.get("alpha", 0.1), beta=args.get("beta", 0.1),  # .get: run.json files from before these
-        log_mse=args.get("log_mse", False), val_every=args["val_every"], ckpt_every=args["ckpt_every"],
-        workers=workers, radius_weight=args.get("radius_weight", defaults.radius_weight),
-        soft_source=args.get("soft_source", defaults.soft_source),
-        radius_power=args.get("radius_power", defaults.radius_power),
-        highlights=args.get("highlights", defaults.highlights),
-        high_iso=args.get("high_iso", defaults.high_iso),
-        focus_only=args.get("focus_only", defaults.focus_only))
-    if settings.focus_only and not config.focus_width:
-        raise RunSettingsError("--focus-only trains the focus head: give it one with --focus-width")
-    message = None
-    rescheduled = saved is not None and args["steps"] != saved["steps"]
-    if rescheduled:
-        done = checkpoint_step(run_dir)
-        refuse_past_end(done, settings.steps, run_dir)
-        before = dataclasses.replace(settings, steps=saved["steps"])
-        message = (f"{run_file}: steps {before.steps} -> {settings.steps}; learning rate at step {done}: "
-                   f"{before.lr_at(done):.3g} -> {settings.lr_at(done):.3g}")
-    if is_rank0() and (rescheduled or saved is None):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_file, lambda f: f.write(json.dumps(args, indent=1).encode()))
-    return RunPlan(config, settings, args, message)
 
 
 def seed_everything(seed: int) -> None:
@@ -326,7 +184,7 @@ def validate(model: NRKNet, val: Dataset, device: torch.device) -> tuple[float, 
 
 
 def save_checkpoint(path: Path, model: NRKNet, ema: NRKNet, opt: torch.optim.Optimizer, step: int,
-                    settings: TrainSettings, history: list[dict]) -> None:
+                    recipe: Recipe, history: list[dict]) -> None:
     """Everything needed to resume exactly; atomic (temp file, then rename)."""
     state = {
         "model": model.state_dict(),
@@ -335,7 +193,7 @@ def save_checkpoint(path: Path, model: NRKNet, ema: NRKNet, opt: torch.optim.Opt
         "step": step,
         "rng": rng_state(),
         "config": model.config.to_json(),
-        "settings": json.dumps(dataclasses.asdict(settings)),
+        "recipe": json.dumps(to_dict(recipe)),
         "history": json.dumps(history),
     }
     atomic_write(path, lambda f: torch.save(state, f))
@@ -346,18 +204,13 @@ def load_checkpoint(path: Path) -> dict:
     try:  # weights_only: tensors, numbers, strings and tuples only; never runs pickled code
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from e
+        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from e
 
 
 def checkpoint_step(run_dir: str | os.PathLike) -> int:
     """How many steps the run in run_dir has done (0 if it has no checkpoint yet)."""
     path = Path(run_dir) / "checkpoint.pt"
     return load_checkpoint(path)["step"] if path.exists() else 0
-
-
-def refuse_past_end(done: int, steps: int, where: Path) -> None:
-    if done > steps:
-        raise RunSettingsError(f"{where} is at step {done}, past the {steps} steps asked for")
 
 
 def leave_signals_to_the_main_process(worker_id: int) -> None:
@@ -391,74 +244,112 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(held[0])
 
 
-def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_data: Dataset | None,
-          run_dir: str | os.PathLike, device: str | torch.device = "cpu", stop_after: int | None = None,
-          on_step: Callable[[StepInfo], None] | None = None, init: str | os.PathLike | None = None,
-          time_limit: float | None = None) -> Checkpoint:
-    """Train (or resume, if run_dir holds a checkpoint) up to `settings.steps`.
+class Trainee(NamedTuple):
+    """What a run trains: the model, its moving average, the optimiser and where it stands."""
 
-    stop_after: stop once this many steps are done (the schedule still assumes
-    settings.steps), leaving a checkpoint to resume from. time_limit: seconds from now
-    after which the run stops at the end of a step, validates, and writes its checkpoint
-    and weights as at any stop. init: a weights file to start
-    from instead of a fresh model; it may be narrower than `config` (widen.py). A run
-    that has a checkpoint resumes from it and ignores init. Writes to run_dir:
-    checkpoint.pt (resume state), last.safetensors and best.safetensors (the averaged
-    weights with their config), history.json (validation curve).
+    model: NRKNet
+    ema: NRKNet  # validated and exported (OptimSettings.ema)
+    opt: torch.optim.Optimizer
+    trainable: list[torch.nn.Parameter]
+    step: int
+    history: list[dict]
+
+
+def start_or_resume(config: NRKConfig, recipe: Recipe, ckpt_path: Path, device: torch.device) -> Trainee:
+    """A fresh model (from recipe.model.init when given, widened if narrower: widen.py), or
+    the state of the checkpoint at ckpt_path, which must have been made by this recipe
+    (except `steps`, which may change when a run resumes)."""
+    seed_everything(recipe.seed)
+    model = NRKNet(config).to(device)
+    ema = copy.deepcopy(model).eval()
+    focus_only = recipe.optim.focus_only
+    if focus_only and model.focus is None:
+        raise SettingsError("training the focus head alone needs a model with one (focus_width)")
+    trainable = list((model.focus if focus_only else model).parameters())
+    if focus_only:  # the rest builds no autograd graph
+        model.requires_grad_(False)
+        model.focus.requires_grad_(True)
+    opt = torch.optim.Adam(trainable, lr=recipe.optim.lr)
+    if not ckpt_path.exists():
+        if recipe.model.init is not None:
+            load_widened(model, load_model(recipe.model.init))
+            ema.load_state_dict(model.state_dict())
+        return Trainee(model, ema, opt, trainable, 0, [])
+    state = load_checkpoint(ckpt_path)
+    saved = recipe_from_data(json.loads(state["recipe"] if "recipe" in state else state["settings"]), str(ckpt_path))
+    changed = differences(saved, recipe, ignore=("steps",))
+    if NRKConfig.from_json(state["config"]) != config or changed:
+        what = ", ".join(changed) if changed else "the model config"
+        raise NrkdeblurError(f"{ckpt_path} was made with other settings ({what}); use another run folder")
+    if state["step"] > recipe.optim.steps:
+        raise SettingsError(f"{ckpt_path} is at step {state['step']}, past the {recipe.optim.steps} steps asked for")
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    return Trainee(model, ema, opt, trainable, state["step"], json.loads(state["history"]))
+
+
+def train_step(net: torch.nn.Module, t: Trainee, recipe: Recipe, batch: dict,
+               device: torch.device) -> tuple[float, float]:
+    """One optimiser step on one batch (eq. 12-14, the defocus-map term where the batch has
+    the true radius); returns the loss and the map term."""
+    optim, loss = recipe.optim, recipe.loss
+    for g in t.opt.param_groups:
+        g["lr"] = optim.lr_at(t.step)
+    blur, sharp = batch["blur"].to(device), batch["sharp"].to(device)
+    with_radius = loss.radius_weight > 0 and "radius" in batch
+    out = net(blur, sharp, return_gamma=with_radius)
+    radius = (t.model.defocus_map(out, blur.shape[-2:], eps=1e-4), batch["radius"].to(device)) if with_radius else None
+    terms = nrk_loss(out, sharp, loss.reblur_weight, loss.fft_weight, log_mse=loss.log_mse, radius=radius,
+                     radius_weight=loss.radius_weight)
+    t.opt.zero_grad(set_to_none=True)
+    terms.total.backward()
+    if optim.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(t.trainable, optim.grad_clip)
+    t.opt.step()
+    if optim.ema > 0:
+        update_ema(t.ema, t.model, optim.ema, t.step)
+    else:
+        t.ema.load_state_dict(t.model.state_dict())
+    return terms.total.item(), terms.radius.item()
+
+
+def train(config: NRKConfig, recipe: Recipe, train_data: Dataset, val_data: Dataset | None,
+          run_dir: str | os.PathLike, device: str | torch.device = "cpu", stop_after: int | None = None,
+          on_step: Callable[[StepInfo], None] | None = None, time_limit: float | None = None,
+          workers: int = 0) -> Checkpoint:
+    """Train (or resume, if run_dir holds a checkpoint) up to the recipe's end (its
+    `stop_at`, else its `steps`).
+
+    stop_after: stop once this many steps are done (the schedule is unchanged), leaving a
+    checkpoint to resume from. time_limit: seconds from now after which the run stops at
+    the end of a step, validates, and writes its checkpoint and weights as at any stop.
+    workers: DataLoader processes that render samples while the model trains (0: this one). Writes to
+    run_dir: checkpoint.pt (resume state), last.safetensors and best.safetensors (the
+    averaged weights with their config), history.json (validation curve).
     """
     run_dir = Path(run_dir)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    if settings.batch_size % world:
-        raise ValueError(f"batch size {settings.batch_size} does not split over {world} processes")
+    if recipe.optim.batch_size % world:
+        raise SettingsError(f"batch size {recipe.optim.batch_size} does not split over {world} processes")
     device = torch.device(device)
     ckpt_path = run_dir / "checkpoint.pt"
-
-    seed_everything(settings.seed)
-    model = NRKNet(config).to(device)
-    ema = copy.deepcopy(model).eval()  # validated and exported (settings.ema)
-    if settings.focus_only and model.focus is None:
-        raise ValueError("training the focus head alone needs a model with one (--focus-width)")
-    trainable = list((model.focus if settings.focus_only else model).parameters())
-    if settings.focus_only:  # the rest builds no autograd graph
-        model.requires_grad_(False)
-        model.focus.requires_grad_(True)
-    opt = torch.optim.Adam(trainable, lr=settings.lr)
-    step, history = 0, []
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        saved_config, saved_settings = NRKConfig.from_json(state["config"]), json.loads(state["settings"])
-        mine = json.loads(json.dumps(dataclasses.asdict(settings)))  # tuples as lists, like the saved ones
-        defaults = json.loads(json.dumps(dataclasses.asdict(TrainSettings())))  # fields newer than the run
-        changed = [k for k in mine if k not in RESUMABLE and saved_settings.get(k, defaults[k]) != mine[k]]
-        if saved_config != config or changed:
-            what = ", ".join(changed) if changed else "the model config"
-            raise ValueError(f"{ckpt_path} was made with other settings ({what}); use another run folder")
-        refuse_past_end(state["step"], settings.steps, ckpt_path)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = state["step"], json.loads(state["history"])
-        set_rng_state(state["rng"])
-    elif init is not None:
-        load_widened(model, load_model(init))
-        ema.load_state_dict(model.state_dict())
+    t = start_or_resume(config, recipe, ckpt_path, device)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-    if distributed:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    else:
-        net = model
-
-    end = settings.steps if stop_after is None else min(settings.steps, stop_after)
-    loader = DataLoader(train_data, batch_sampler=StepBatches(step, end, settings.batch_size, rank, world),
-                        num_workers=settings.workers, collate_fn=collate, persistent_workers=False,
+    net = (DistributedDataParallel(t.model, device_ids=[device.index] if device.type == "cuda" else None)
+           if distributed else t.model)
+    end = recipe.end if stop_after is None else min(recipe.end, stop_after)
+    loader = DataLoader(train_data, batch_sampler=StepBatches(t.step, end, recipe.optim.batch_size, rank, world),
+                        num_workers=workers, collate_fn=collate, persistent_workers=False,
                         worker_init_fn=leave_signals_to_the_main_process)
-    best = max((h["val_psnr"] for h in history), default=-math.inf)
-    last_val = (history[-1]["val_psnr"], history[-1]["val_input_psnr"]) if history else (None, None)
-    model.train(not settings.focus_only)  # frozen: BatchNorm keeps its statistics too
-    if settings.focus_only:
-        model.focus.train()
+    best = max((h["val_psnr"] for h in t.history), default=-math.inf)
+    last_val = (t.history[-1]["val_psnr"], t.history[-1]["val_input_psnr"]) if t.history else (None, None)
+    t.model.train(not recipe.optim.focus_only)  # frozen: BatchNorm keeps its statistics too
+    if recipe.optim.focus_only:
+        t.model.focus.train()
     deadline = None if time_limit is None else time.monotonic() + time_limit
     tick = time.perf_counter()
     batches = iter(loader)
@@ -467,51 +358,48 @@ def train(config: NRKConfig, settings: TrainSettings, train_data: Dataset, val_d
             batch = next(batches, None)
         if batch is None:
             break
-        for g in opt.param_groups:
-            g["lr"] = settings.lr_at(step)
-        blur, sharp = batch["blur"].to(device), batch["sharp"].to(device)
-        with_radius = settings.radius_weight > 0 and "radius" in batch
-        out = net(blur, sharp, return_gamma=with_radius)
-        radius = (model.defocus_map(out, blur.shape[-2:], eps=1e-4), batch["radius"].to(device)) if with_radius else None
-        terms = nrk_loss(out, sharp, settings.alpha, settings.beta, log_mse=settings.log_mse, radius=radius,
-                         radius_weight=settings.radius_weight)
-        opt.zero_grad(set_to_none=True)
-        terms.total.backward()
-        if settings.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
-        opt.step()
-        if settings.ema > 0:
-            update_ema(ema, model, settings.ema, step)
-        else:
-            ema.load_state_dict(model.state_dict())
-        step += 1
+        loss, radius_mae = train_step(net, t, recipe, batch, device)
+        t = t._replace(step=t.step + 1)
         seconds = time.perf_counter() - tick
-        if deadline is not None:  # every process stops at the same step
-            late = torch.tensor([float(time.monotonic() >= deadline)], device=device)
-            if distributed:
-                dist.all_reduce(late, op=dist.ReduceOp.MAX)
-            if late.item():
-                end = step  # stop here, as at the end of the run: validate, checkpoint, export
-
-        if rank == 0 and val_data is not None and (step % settings.val_every == 0 or step == end):
-            val_psnr, val_in = validate(ema, val_data, device)
-            history.append({"step": step, "loss": terms.total.item(), "radius_mae": terms.radius.item(), "val_psnr": val_psnr,
-                            "val_input_psnr": val_in, "lr": settings.lr_at(step - 1), "time": time.time()})
-            last_val = (val_psnr, val_in)
-            with signals_held():
-                if val_psnr > best:
-                    best = val_psnr
-                    save_weights(ema, run_dir / "best.safetensors", extra={"nrkdeblur.step": str(step)})
-                atomic_write(run_dir / "history.json", lambda f: f.write(json.dumps(history, indent=1).encode()))
-        if rank == 0 and (step % settings.ckpt_every == 0 or step == end):
-            with signals_held():
-                save_checkpoint(ckpt_path, model, ema, opt, step, settings, history)
-                save_weights(ema, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(step)})
+        if deadline is not None and past(deadline, device, distributed):
+            end = t.step  # stop here, as at the end of the run: validate, checkpoint, export
+        if rank == 0:
+            last_val, best = record(t, recipe, val_data, run_dir, device, loss, radius_mae, end, last_val, best)
         if on_step is not None and rank == 0:
-            on_step(StepInfo(step, settings.steps, terms.total.item(), seconds, *last_val))
+            on_step(StepInfo(t.step, recipe.end, loss, seconds, *last_val))
         tick = time.perf_counter()  # validation and checkpoints do not count as step time
-        if step == end:
+        if t.step == end:
             break
     if distributed:
         dist.barrier()
-    return Checkpoint(step, history)
+    return Checkpoint(t.step, t.history)
+
+
+def record(t: Trainee, recipe: Recipe, val_data: Dataset | None, run_dir: Path, device: torch.device, loss: float,
+           radius_mae: float, end: int, last_val: tuple, best: float) -> tuple[tuple, float]:
+    """After a step, on the first process: validate and keep the best weights every
+    val_every steps, write the checkpoint and last weights every ckpt_every steps, and both
+    at the end; a signal waits until the files are written. Returns (last validation, best)."""
+    if val_data is not None and (t.step % recipe.val_every == 0 or t.step == end):
+        val_psnr, val_in = validate(t.ema, val_data, device)
+        t.history.append({"step": t.step, "loss": loss, "radius_mae": radius_mae, "val_psnr": val_psnr,
+                          "val_input_psnr": val_in, "lr": recipe.optim.lr_at(t.step - 1), "time": time.time()})
+        last_val = (val_psnr, val_in)
+        with signals_held():
+            if val_psnr > best:
+                best = val_psnr
+                save_weights(t.ema, run_dir / "best.safetensors", extra={"nrkdeblur.step": str(t.step)})
+            atomic_write(run_dir / "history.json", lambda f: f.write(json.dumps(t.history, indent=1).encode()))
+    if t.step % recipe.ckpt_every == 0 or t.step == end:
+        with signals_held():
+            save_checkpoint(run_dir / "checkpoint.pt", t.model, t.ema, t.opt, t.step, recipe, t.history)
+            save_weights(t.ema, run_dir / "last.safetensors", extra={"nrkdeblur.step": str(t.step)})
+    return last_val, best
+
+
+def past(deadline: float, device: torch.device, distributed: bool) -> bool:
+    """Whether the deadline has passed; every process of a data-parallel run agrees."""
+    late = torch.tensor([float(time.monotonic() >= deadline)], device=device)
+    if distributed:
+        dist.all_reduce(late, op=dist.ReduceOp.MAX)
+    return bool(late.item())

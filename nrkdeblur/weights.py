@@ -16,8 +16,10 @@ from safetensors.torch import load_file, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
+from .errors import NrkdeblurError
 from .config import NRKConfig
-from .imageio import ImageError, atomic_write
+from .atomic import atomic_write
+from .errors import ImageError
 from .model import NRKNet
 
 CONFIG_KEY = "nrkdeblur.config"
@@ -29,7 +31,7 @@ def default_weights() -> Path:
     return Path(str(files("nrkdeblur.pretrained").joinpath(DEFAULT_WEIGHTS_NAME)))
 
 
-class WeightsError(Exception):
+class WeightsError(NrkdeblurError):
     """A weights file that is missing, corrupt, or does not describe an NRKNet."""
 
 

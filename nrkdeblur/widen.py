@@ -1,7 +1,7 @@
 """Starting a run from trained weights, optionally into a wider U-Net, output unchanged.
 
 Ours, not the paper's. On CPU a wider network trained from scratch learns too slowly to be
-worth it (README, "Choosing the CPU preset"), but a trained narrow one stops improving.
+worth it (docs/training-notes.md, "The `cpu` preset"), but a trained narrow one stops improving.
 So a wider model starts from the narrow one's weights: every old weight is copied, each
 new channel is computed by freshly initialised weights, and every weight through which
 an old channel *reads* a new one is zero. The new channels are invisible at first, so
@@ -20,6 +20,7 @@ import dataclasses
 import torch
 import torch.nn as nn
 
+from .errors import SettingsError
 from .config import NRKConfig
 from .model import NRKNet
 
@@ -43,7 +44,7 @@ def load_widened(model: NRKNet, source: NRKNet) -> None:
     old, new = source.config, model.config
     if (dataclasses.replace(old, width=new.width, focus_width=new.focus_width) != new or new.width < old.width
             or old.focus_width not in (0, new.focus_width)):
-        raise ValueError(f"cannot start a model of width {new.width} from weights of width {old.width} "
+        raise SettingsError(f"cannot start a model of width {new.width} from weights of width {old.width} "
                          "with another config (only the width may grow, and a focus head be added)")
     state = source.state_dict()
     added_head = old.focus_width == 0 and new.focus_width > 0

@@ -20,7 +20,6 @@ from PIL import Image, ImageFilter
 from nrkdeblur.batch import Job
 from nrkdeblur.imageio import Photo
 from nrkdeblur.levels import from_levels
-from nrkdeblur.pipeline import DeblurOptions
 from nrkdeblur.report_data import assets_folder, photo_record
 
 
@@ -38,7 +37,7 @@ def main() -> None:
         page = Path(folder) / "report.html"
         job = Job(Path(folder) / "in.png", Path(folder) / "out.png", Path("in.png"))
         start = time.perf_counter()
-        record = photo_record(DeblurOptions(report_page=page), job, Photo(from_levels(before)), from_levels(after), radius)
+        record = photo_record(page, job, Photo(from_levels(before)), from_levels(after), radius)
         seconds = time.perf_counter() - start
         sizes = {p.name.split(".")[1]: p.stat().st_size for p in assets_folder(page).iterdir()}
     print(f"{W} x {H} px ({W * H / 1e6:.1f} MP): previews {sum(sizes.values()) / 1e3:.0f} kB in {seconds:.2f} s "

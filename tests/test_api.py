@@ -130,7 +130,7 @@ def test_deblur_file_is_what_the_command_line_writes(tmp_path, weights, deblurre
     assert deblurrer.deblur_file(src) == tmp_path / "in_sharp.png"  # the command line's default name
     with pytest.raises(FileExistsError):
         deblurrer.deblur_file(src, out)
-    deblurrer.deblur_file(src, out, overwrite=True, strength=0.0, defocus_dir=tmp_path / "maps")
+    deblurrer.deblur_file(src, out, overwrite=True, strength=0.0, defocus_map_dir=tmp_path / "maps")
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(src)))
     assert (tmp_path / "maps" / "in_defocus.tiff").is_file()
     with pytest.raises(nrkdeblur.api.ImageError, match="cannot write .xyz"):

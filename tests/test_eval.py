@@ -233,10 +233,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.mark.parametrize("name", ["kodak24-defocus", "out-of-recipe", "natural-dof"])
 def test_every_frozen_set_loads_with_its_true_radius_and_is_scored(tmp_path, name):
-    from nrkdeblur.cli import eval_sets
+    from nrkdeblur.eval_sets import find_sets
 
     folder = BENCHMARKS / name
-    ((set_name, pairs),) = eval_sets((folder,))
+    ((set_name, pairs),) = find_sets([folder])
     assert set_name == name and len(pairs) >= 10
     for key, blurry, sharp, radius in pairs:
         assert blurry.shape == sharp.shape and radius is not None and radius.shape == blurry.shape[:2]

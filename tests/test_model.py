@@ -93,8 +93,8 @@ def test_maps_of_thin_and_tiny_photos(shape):
     from nrkdeblur.inference import deblur
 
     model = NRKNet(dataclasses.replace(TINY, identity_start=False)).eval()
-    out = deblur(model, np.random.default_rng(0).random(shape, dtype=np.float32), defocus=True, coefficients=True)
-    assert out.image.shape == shape and out.defocus.shape == shape[:2]
+    out = deblur(model, np.random.default_rng(0).random(shape, dtype=np.float32), defocus_map=True, coefficients=True)
+    assert out.image.shape == shape and out.defocus_map.shape == shape[:2]
     H, W = shape[:2]
     assert [g.shape for g in out.gammas] == [(TINY.num_atoms, -(-H // f), -(-W // f)) for f in (4, 2, 1)]
 

@@ -13,7 +13,8 @@ onnx = pytest.importorskip("onnx")
 from nrkdeblur.cli import main  # noqa: E402
 from nrkdeblur.config import NRKConfig  # noqa: E402
 from nrkdeblur.export import CACHE_ENV, ExportOptions, cached_onnx, export_onnx, read_onnx_config  # noqa: E402
-from nrkdeblur.inference import deblur, forward_maps  # noqa: E402
+from nrkdeblur.forward import forward_maps  # noqa: E402
+from nrkdeblur.inference import InferenceOptions, deblur  # noqa: E402
 from nrkdeblur.model import NRKNet  # noqa: E402
 from nrkdeblur.runtime import resolve_backend, runner_for  # noqa: E402
 from nrkdeblur.weights import CONFIG_KEY, save_weights  # noqa: E402
@@ -47,13 +48,13 @@ def run(*args):
 
 def test_export_command_writes_a_checked_file_with_the_config(tmp_path, weights):
     out = tmp_path / "tiny.onnx"
-    r = run("export", weights, "-o", out, "--defocus")
+    r = run("export", weights, "-o", out, "--defocus-map")
     assert r.exit_code == 0, r.output
     onnx.checker.check_model(str(out), full_check=True)
     meta = read_onnx_config(out)
     assert NRKConfig.from_json(meta[CONFIG_KEY]) == TINY
     names = [o.name for o in onnx.load(str(out)).graph.output]
-    assert names == ["image", "defocus"]
+    assert names == ["image", "defocus_map"]
     assert run("export", weights, "-o", weights).exit_code != 0  # never over the weights
 
 
@@ -61,7 +62,7 @@ def test_export_command_writes_a_checked_file_with_the_config(tmp_path, weights)
 def test_onnxruntime_matches_torch_on_odd_sizes(tmp_path, config, maps):
     model = tiny_model(config)
     path = tmp_path / "m.onnx"
-    export_onnx(model, path, ExportOptions(defocus=maps, coefficients=maps))
+    export_onnx(model, path, ExportOptions(defocus_map=maps, coefficients=maps))
     graph = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for h, w in [(67, 45), (130, 98)]:
         x = torch.rand(1, 3, h, w)
@@ -105,8 +106,8 @@ def test_the_cache_exports_once_and_one_runner_serves_every_call(tmp_path, monke
 def test_tiled_equals_untiled_on_onnxruntime():
     model = tiny_model(seed=3)
     pixels = np.random.default_rng(0).random((20, 25, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)  # 160 x 200
-    whole = deblur(model, pixels, backend="onnxruntime").image
-    tiled = deblur(model, pixels, tile=96, overlap=48, backend="onnxruntime").image
-    torch_whole = deblur(model, pixels, backend="torch").image
+    whole = deblur(model, pixels, InferenceOptions(backend="onnxruntime")).image
+    tiled = deblur(model, pixels, InferenceOptions(tile=96, overlap=48, backend="onnxruntime")).image
+    torch_whole = deblur(model, pixels, InferenceOptions(backend="torch")).image
     assert np.abs(np.clip(tiled, 0, 1) - np.clip(whole, 0, 1)).max() < 1 / 255
     assert np.abs(whole - torch_whole).max() < 1e-4

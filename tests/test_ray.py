@@ -167,19 +167,19 @@ def test_a_dead_worker_costs_only_its_photo(tmp_path, weights):
 
 
 def test_workers_are_sized_to_the_cluster():
-    cpu, auto = DeblurOptions(device="cpu"), DeblurOptions()
+    cpu, auto = DeblurOptions.of(device="cpu"), DeblurOptions()
     assert place([2], 0, auto, 10) == Placement(1, 2, 0, "cpu")
-    assert place([2], 0, DeblurOptions(workers=2), 10) == Placement(2, 1, 0, "cpu")
-    assert place([8, 8], 0, DeblurOptions(workers=3), 10) == Placement(3, 4, 0, "cpu")  # 5 CPUs each would not fit
+    assert place([2], 0, DeblurOptions.of(workers=2), 10) == Placement(2, 1, 0, "cpu")
+    assert place([8, 8], 0, DeblurOptions.of(workers=3), 10) == Placement(3, 4, 0, "cpu")  # 5 CPUs each would not fit
     assert place([16], 0, auto, 3) == Placement(3, 4, 0, "cpu")  # never more actors than photos
     assert place([16, 16], 4, auto, 100) == Placement(4, 1, 1, "cuda")
     assert place([16], 4, cpu, 100) == Placement(4, 4, 0, "cpu")
     with pytest.raises(ClusterError, match="has 2 CPUs"):
-        place([2], 0, DeblurOptions(workers=3), 10)
+        place([2], 0, DeblurOptions.of(workers=3), 10)
     with pytest.raises(ClusterError, match="no GPU"):
-        place([2], 0, DeblurOptions(device="cuda"), 10)
+        place([2], 0, DeblurOptions.of(device="cuda"), 10)
     with pytest.raises(ClusterError, match="has 4 GPUs"):
-        place([16], 4, DeblurOptions(workers=5), 10)
+        place([16], 4, DeblurOptions.of(workers=5), 10)
 
 
 def test_workers_without_the_ray_engine_is_a_usage_error(tmp_path, weights):

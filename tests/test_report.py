@@ -18,6 +18,7 @@ from nrkdeblur.maps import colorize, nice_max
 from nrkdeblur.pipeline import DeblurOptions
 from nrkdeblur.previews import block_means, make_previews
 from nrkdeblur.report_data import shown_options
+from nrkdeblur.settings import override
 from nrkdeblur.srgb import linear_to_srgb
 from test_cli import photo, run, weights  # noqa: F401 (weights: the tiny model's file, a fixture)
 from test_imageio import make_dng
@@ -195,12 +196,16 @@ def test_linear_pixels_are_previewed_in_srgb():
 
 def test_options_shown_are_those_not_at_their_defaults_that_change_the_photo():
     @dataclasses.dataclass(frozen=True)
-    class Later(DeblurOptions):  # an option added later appears without a change here
+    class Masking:  # a section of options added later appears without a change here
         protect: float = 0.0
         mask: Path | None = None
 
-    shown = shown_options(Later(strength=0.5, device="cpu", protect=0.25, mask=Path("/abs/masks/m.png"), quality=90))
-    assert shown == {"quality": 90, "strength": 0.5, "protect": 0.25, "mask": "m.png"}
+    @dataclasses.dataclass(frozen=True)
+    class Later(DeblurOptions):
+        masking: Masking = Masking()
+
+    options = override(Later(), strength=0.5, device="cpu", protect=0.25, mask=Path("/abs/masks/m.png"), quality=90)
+    assert shown_options(options) == {"strength": 0.5, "quality": 90, "protect": 0.25, "mask": "m.png"}
 
 
 def test_a_report_path_that_is_a_folder_is_a_usage_error(tmp_path, weights):

@@ -13,7 +13,7 @@ from devtools import Browser, find_browser
 from nrkdeblur.batch import Job
 from nrkdeblur.imageio import read_photo
 from nrkdeblur.maps import colorize
-from nrkdeblur.pipeline import DeblurOptions, Summary
+from nrkdeblur.pipeline import Summary
 from nrkdeblur.report_data import photo_record, save_record, write_report
 
 BROWSER = find_browser()
@@ -35,7 +35,7 @@ def write_batch(folder: Path) -> Path:
     x0, y0, x1, y1 = BOX
     after[y0:y1, x0:x1] = CHANGED
     small = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    options = DeblurOptions(report_page=folder / "report.html", strength=0.9)
+    page = folder / "report.html"
     jobs = []
     for name, a, b, radius in (("checker", before, after, np.full((1200, 1600), RADIUS, np.float32)),
                                ("small", small, 255 - small, None)):
@@ -43,11 +43,12 @@ def write_batch(folder: Path) -> Path:
         job.output.parent.mkdir(exist_ok=True)
         Image.fromarray(a).save(job.source)
         Image.fromarray(b).save(job.output)
-        record = photo_record(options, job, read_photo(job.source), read_photo(job.output).pixels, radius)
-        save_record(options, job, record, 1.25)
+        record = photo_record(page, job, read_photo(job.source), read_photo(job.output).pixels, radius,
+                              options={"strength": 0.9})
+        save_record(page, job, record, 1.25)
         jobs.append((job, "done"))
     summary = Summary(2, 0, [(folder / "broken.jpg", "not an image file")], 2.5, 2.0, tuple(jobs))
-    return write_report(options, summary)
+    return write_report(page, summary)
 
 
 def near(pixel: np.ndarray, colour, tolerance: int = 12) -> bool:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nrkdeblur.imageio import read_photo
-from nrkdeblur.inference import DEFAULT_OVERLAP, MIN_TILE, bytes_per_pixel, choose_tile, deblur
+from nrkdeblur.inference import DEFAULT_OVERLAP, MIN_TILE, InferenceOptions, bytes_per_pixel, choose_tile, deblur
 from nrkdeblur.tiling import tile_spans
 from nrkdeblur.weights import default_weights, load_model
 
@@ -23,16 +23,16 @@ def model():
 
 def test_tiled_equals_untiled_within_one_level(model):
     pixels = read_photo(PHOTO).pixels  # a real photo with synthetic defocus, 500 x 500
-    whole = deblur(model, pixels, tile=None, defocus=True)
-    tiled = deblur(model, pixels, tile=MIN_TILE, overlap=DEFAULT_OVERLAP, defocus=True)  # 2 x 2 tiles
+    whole = deblur(model, pixels, InferenceOptions(tile=None), defocus_map=True)
+    tiled = deblur(model, pixels, InferenceOptions(tile=MIN_TILE, overlap=DEFAULT_OVERLAP), defocus_map=True)  # 2 x 2 tiles
     assert np.abs(np.clip(tiled.image, 0, 1) - np.clip(whole.image, 0, 1)).max() < 1 / 255
-    assert np.abs(tiled.defocus - whole.defocus).max() < 0.05 * max(whole.defocus.max(), 1)
+    assert np.abs(tiled.defocus_map - whole.defocus_map).max() < 0.05 * max(whole.defocus_map.max(), 1)
     # the map measures the blur as well in tiles as whole (true radius: the set's radius/ map)
     from nrkdeblur.data import read_radius_map
     from nrkdeblur.evaluate import map_scores
 
     truth = read_radius_map(PHOTO.parents[1] / "radius" / "kodim05.tiff")
-    (rho_whole, mae_whole), (rho_tiled, mae_tiled) = map_scores(whole.defocus, truth), map_scores(tiled.defocus, truth)
+    (rho_whole, mae_whole), (rho_tiled, mae_tiled) = map_scores(whole.defocus_map, truth), map_scores(tiled.defocus_map, truth)
     assert abs(rho_tiled - rho_whole) < 0.01 and abs(mae_tiled - mae_whole) < 0.05
 
 
@@ -65,12 +65,12 @@ def test_a_24_megapixel_photo_stays_in_bounded_memory(tmp_path):
 import resource, numpy as np, torch
 from nrkdeblur.config import NRKConfig
 from nrkdeblur.model import NRKNet
-from nrkdeblur.inference import deblur
+from nrkdeblur.inference import InferenceOptions, deblur
 torch.manual_seed(0)
 model = NRKNet(NRKConfig(width=4, num_atoms=4, atoms_per_channel=False, mixing="sum")).eval()
 img = np.random.default_rng(0).random((4000, 6000, 3), dtype=np.float32)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-deblur(model, img, tile=512, overlap=64)
+deblur(model, img, InferenceOptions(tile=512, overlap=64))
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
@@ -91,8 +91,8 @@ def test_a_focus_head_tiles_like_the_rest_of_the_network():
         for p in model.focus.parameters():
             p.add_(0.3 * torch.randn_like(p))
     pixels = read_photo(PHOTO).pixels
-    whole = deblur(model, pixels, tile=None, defocus=True)
-    tiled = deblur(model, pixels, tile=MIN_TILE, overlap=DEFAULT_OVERLAP, defocus=True)
+    whole = deblur(model, pixels, InferenceOptions(tile=None), defocus_map=True)
+    tiled = deblur(model, pixels, InferenceOptions(tile=MIN_TILE, overlap=DEFAULT_OVERLAP), defocus_map=True)
     assert np.abs(whole.image - pixels).max() > 10 / 255  # it changes the photo
     assert np.abs(tiled.image - whole.image).max() < 1 / 255
-    assert np.abs(tiled.defocus - whole.defocus).max() < 0.01 * max(whole.defocus.max(), 1)
+    assert np.abs(tiled.defocus_map - whole.defocus_map).max() < 0.01 * max(whole.defocus_map.max(), 1)

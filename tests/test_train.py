@@ -15,7 +15,9 @@ from PIL import Image
 from nrkdeblur.config import NRKConfig, preset
 from nrkdeblur.model import NRKNet
 from nrkdeblur.data import RenderSettings, SyntheticDefocus, write_frozen_set
-from nrkdeblur.train import TrainSettings, load_checkpoint, train
+from nrkdeblur.recipe import Recipe
+from nrkdeblur.settings import override
+from nrkdeblur.train import load_checkpoint, train
 from nrkdeblur.weights import load_model
 
 # blur a tiny model can learn in seconds, without noise, 8-bit rounding or JPEG
@@ -54,9 +56,9 @@ def val_set(tmp_path_factory, photos):
     return out
 
 
-def settings(**kw) -> TrainSettings:
-    base = TrainSettings(steps=40, batch_size=4, crop=32, lr=2e-3, val_every=1000, ckpt_every=1000, workers=0)
-    return dataclasses.replace(base, **kw)
+def settings(**kw) -> Recipe:
+    base = dict(steps=40, batch_size=4, crop=32, lr=2e-3, val_every=1000, ckpt_every=1000)
+    return override(Recipe(), **{**base, **kw})
 
 
 def test_a_short_run_lowers_the_loss_and_raises_validation_psnr(tmp_path, photos, val_set):
@@ -65,7 +67,7 @@ def test_a_short_run_lowers_the_loss_and_raises_validation_psnr(tmp_path, photos
     data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=0, settings=MILD)
     val = open_val_data(val_set)
     losses = []
-    result = train(TINY, settings(steps=150, val_every=150, lr=3e-3, beta=0.0, ema=0.0), data, val,
+    result = train(TINY, settings(steps=150, val_every=150, lr=3e-3, fft_weight=0.0, ema=0.0), data, val,
                    tmp_path / "run", on_step=lambda s: losses.append(s.loss))
     assert result.step == 150
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
@@ -98,10 +100,10 @@ def test_resume_may_change_the_length_of_the_schedule(tmp_path, photos):
     data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=1)
     train(TINY, settings(steps=8, val_every=4), data, None, tmp_path / "run", stop_after=4)
     shorter = settings(steps=5, val_every=4)
-    assert shorter.lr_at(4) == 0.1 * shorter.lr  # 4/5 of the way: the last drop
+    assert shorter.optim.lr_at(4) == 0.1 * shorter.optim.lr  # 4/5 of the way: the last drop
     assert train(TINY, shorter, data, None, tmp_path / "run").step == 5
     optimiser = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizer"]
-    assert optimiser["param_groups"][0]["lr"] == 0.1 * shorter.lr  # the last step ran on the new schedule
+    assert optimiser["param_groups"][0]["lr"] == 0.1 * shorter.optim.lr  # the last step ran on the new schedule
     with pytest.raises(ValueError, match="at step 5, past the 3 steps"):
         train(TINY, settings(steps=3, val_every=4), data, None, tmp_path / "run")
 
@@ -114,25 +116,25 @@ def test_cli_resume_with_new_steps_rewrites_the_run_settings(tmp_path, photos, v
     run = tmp_path / "run"
     first = ["train", "--run-dir", str(run), "--photos", str(photos), "--val", str(val_set), "--width", "4",
              "--atoms", "5", "--crop", "32", "--batch-size", "2", "--steps", "6", "--val-every", "2",
-             "--workers", "0", "--device", "cpu", "--stop-after", "2", "--high-iso", "0.5"]
+             "--workers", "0", "--device", "cpu", "--stop-after", "2", "--p-high-iso", "0.5"]
     assert CliRunner().invoke(main, first).exit_code == 0
-    assert json.loads((run / "run.json").read_text())["high_iso"] == 0.5
+    assert json.loads((run / "run.json").read_text())["render"]["p_high_iso"] == 0.5
     result = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert "steps 6 -> 3; learning rate at step 2: 0.0001 -> 2.5e-05" in result.output
-    assert json.loads((run / "run.json").read_text())["steps"] == 3
+    assert json.loads((run / "run.json").read_text())["optim"]["steps"] == 3
     history = json.loads((run / "history.json").read_text())
     assert [h["step"] for h in history] == [2, 3] and history[-1]["lr"] == 0.25 * 1e-4
-    assert json.loads(load_checkpoint(run / "checkpoint.pt")["settings"])["high_iso"] == 0.5  # kept on resume
+    assert json.loads(load_checkpoint(run / "checkpoint.pt")["recipe"])["render"]["p_high_iso"] == 0.5  # kept on resume
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "2"])
     assert refused.exit_code == 2 and "is at step 3, past the 2 steps asked for" in refused.output  # a usage error
-    assert json.loads((run / "run.json").read_text())["steps"] == 3
+    assert json.loads((run / "run.json").read_text())["optim"]["steps"] == 3
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--lr", "0.1"])
     assert refused.exit_code == 2 and "was started with lr=0.0001" in refused.output  # a usage error
     (run / "checkpoint.pt").write_bytes(b"not a zip file")
     refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--steps", "4"])
     assert refused.exit_code == 1 and "checkpoint.pt: not a readable checkpoint" in refused.output
-    assert json.loads((run / "run.json").read_text())["steps"] == 3
+    assert json.loads((run / "run.json").read_text())["optim"]["steps"] == 3
     alone = CliRunner().invoke(main, first[:1] + ["--run-dir", str(tmp_path / "other")] + first[3:] + ["--focus-only"])
     assert alone.exit_code == 2 and "--focus-width" in alone.output and not (tmp_path / "other").exists()
 
@@ -148,7 +150,7 @@ def test_a_run_may_start_from_narrower_weights(tmp_path, photos, val_set):
     train(narrow, settings(steps=20), data, None, tmp_path / "narrow")
     start = tmp_path / "narrow" / "last.safetensors"
     wide = dataclasses.replace(narrow, width=12)
-    train(wide, settings(steps=1, lr=0.0), data, None, tmp_path / "wide", init=start)  # lr 0: weights stay
+    train(wide, settings(steps=1, lr=0.0, init=str(start)), data, None, tmp_path / "wide")  # lr 0: weights stay
     x = torch.rand(1, 3, 48, 48)
     with torch.no_grad():
         before, after = load_model(start)(x).image, load_model(tmp_path / "wide" / "last.safetensors")(x).image
@@ -191,7 +193,7 @@ def test_the_radius_term_teaches_the_defocus_map_the_true_blur(tmp_path, photos)
     data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=0, settings=MILD)
     item = data[0]
     assert item["radius"].shape == (1, 32, 32) and item["radius"].max() <= MILD.max_coc_radius
-    result = train(TINY, settings(steps=RADIUS_STEPS, lr=3e-3, beta=0.0, alpha=0.0, ema=0.0, radius_weight=RADIUS_W),
+    result = train(TINY, settings(steps=RADIUS_STEPS, lr=3e-3, fft_weight=0.0, reblur_weight=0.0, ema=0.0, radius_weight=RADIUS_W),
                    data, None, tmp_path / "run")
     model = load_model(tmp_path / "run" / "last.safetensors")
     fresh = NRKNet(TINY)  # identity start: every kernel a Dirac, map 0
@@ -228,7 +230,7 @@ def test_holdout_files_keep_their_photos_out_of_training(tmp_path, photos):
 
     listing = tmp_path / "sources.txt"
     listing.write_text("# a frozen set's sources\np1.png\nsome/folder/p3.png\n")
-    data = open_train_data({"photos": [str(photos)], "holdout": [str(listing)]}, settings())
+    data = open_train_data(settings(photos=(str(photos),), holdout=(str(listing),)))
     assert sorted(p.name for p in data.paths) == ["p0.png", "p2.png", "p4.png", "p5.png"]
 
 
@@ -315,8 +317,8 @@ def test_focus_only_trains_the_head_alone_and_it_learns_the_map(tmp_path, photos
     save_weights(start, tmp_path / "base.safetensors")
     config = dataclasses.replace(TINY, focus_width=6)
     data = SyntheticDefocus(sorted(photos.glob("*.png")), crop=32, seed=0, settings=MILD)
-    train(config, settings(steps=RADIUS_STEPS, lr=1e-2, beta=0.0, alpha=0.0, ema=0.0, radius_weight=RADIUS_W,
-                           focus_only=True), data, None, tmp_path / "run", init=tmp_path / "base.safetensors")
+    train(config, settings(steps=RADIUS_STEPS, lr=1e-2, fft_weight=0.0, reblur_weight=0.0, ema=0.0, radius_weight=RADIUS_W,
+                           focus_only=True, init=str(tmp_path / "base.safetensors")), data, None, tmp_path / "run")
     model = load_model(tmp_path / "run" / "last.safetensors")
     before = start.state_dict()
     for name, value in model.state_dict().items():

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from ..imageio import IMAGE_EXTENSIONS, list_images, read_photo
 from ..levels import to_levels
 from .defocus import RenderSettings, render_pair
@@ -63,7 +64,7 @@ def sharp_photos(dirs: Iterable[str | Path]) -> list[Path]:
     found = set()
     for folder in map(Path, dirs):
         if not folder.is_dir():
-            raise ValueError(f"photo folder {folder} does not exist")
+            raise DataError(f"photo folder {folder} does not exist")
         found.update(list_images(folder, recursive=True, raw=False))
     return sorted(found)
 
@@ -86,7 +87,7 @@ class SyntheticDefocus(Dataset):
         scale_range: tuple[float, float] = (0.5, 1.0),
     ):
         if len(paths) == 0:
-            raise ValueError("SyntheticDefocus needs at least one photo")
+            raise DataError("SyntheticDefocus needs at least one photo")
         if crop <= 0 or not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"bad crop {crop} or scale_range {scale_range}")
         self.paths = [Path(p) for p in paths]
@@ -158,7 +159,7 @@ def write_frozen_set(
     out_dir = Path(out_dir)
     names = [Path(p).stem for p in paths]
     if len(set(names)) != len(names):
-        raise ValueError("photos of a frozen set need distinct file names")
+        raise DataError("photos of a frozen set need distinct file names")
     for folder in ("blur", "sharp", "radius"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     for i, (path, name) in enumerate(zip(paths, names)):
@@ -166,7 +167,8 @@ def write_frozen_set(
         for folder, image in (("blur", pair.blurry), ("sharp", pair.sharp)):
             pixels = to_levels(image)
             Image.fromarray(pixels).save(out_dir / folder / f"{name}.png")
-        write_radius_map(out_dir / "radius" / f"{name}.tiff", pair.kernel_rms)
+        # rounded to 1/1024 px: a blended (position-dependent) map then deflates ~30x smaller
+        write_radius_map(out_dir / "radius" / f"{name}.tiff", np.round(pair.kernel_rms * 1024) / 1024)
     return names
 
 
@@ -192,7 +194,7 @@ def read_radius_map(path: str | Path) -> np.ndarray:
     """The float32 HxW map written by write_radius_map (or nrkdeblur's NAME_defocus.tiff)."""
     with Image.open(path) as image:
         if image.mode != "F":
-            raise ValueError(f"{path}: not a float32 radius map (mode {image.mode})")
+            raise DataError(f"{path}: not a float32 radius map (mode {image.mode})")
         return np.asarray(image, dtype=np.float32)
 
 
@@ -211,12 +213,12 @@ def match_pairs(blur_dir: str | Path, sharp_dir: str | Path) -> list[tuple[Path,
     blur_dir, sharp_dir = Path(blur_dir), Path(sharp_dir)
     for folder in (blur_dir, sharp_dir):
         if not folder.is_dir():
-            raise ValueError(f"image folder {folder} does not exist")
+            raise DataError(f"image folder {folder} does not exist")
     sharp = _by_stem(sharp_dir)
     blurry = sharp_photos([blur_dir])
     if not blurry or not sharp:
         empty = blur_dir if not blurry else sharp_dir
-        raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {empty}")
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {empty}")
     pairs, orphans = [], []
     for path in blurry:
         relative = path.relative_to(blur_dir)
@@ -226,10 +228,10 @@ def match_pairs(blur_dir: str | Path, sharp_dir: str | Path) -> list[tuple[Path,
         else:
             orphans.append(str(relative))
     if orphans:
-        raise ValueError(f"{len(orphans)} image(s) in {blur_dir} have no partner in {sharp_dir}: {orphans[:5]}")
+        raise DataError(f"{len(orphans)} image(s) in {blur_dir} have no partner in {sharp_dir}: {orphans[:5]}")
     unused = sorted(set(sharp) - {s.stem for _, s in pairs})
     if unused:
-        raise ValueError(f"{len(unused)} image(s) in {sharp_dir} have no partner in {blur_dir}: {unused[:5]}")
+        raise DataError(f"{len(unused)} image(s) in {sharp_dir} have no partner in {blur_dir}: {unused[:5]}")
     return pairs
 
 
@@ -238,7 +240,7 @@ def _by_stem(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in list_images(folder, raw=False):
         if path.stem in found:
-            raise ValueError(f"{folder} has two images named {path.stem}: {found[path.stem].name}, {path.name}")
+            raise DataError(f"{folder} has two images named {path.stem}: {found[path.stem].name}, {path.name}")
         found[path.stem] = path
     return found
 
@@ -274,7 +276,7 @@ class PairFolder(Dataset):
         blur_path, sharp_path = self.pairs[index]
         blur, sharp = read_image(blur_path), read_image(sharp_path)
         if blur.shape != sharp.shape:
-            raise ValueError(f"size mismatch: {blur_path} {blur.shape[:2]} vs {sharp_path} {sharp.shape[:2]}")
+            raise DataError(f"size mismatch: {blur_path} {blur.shape[:2]} vs {sharp_path} {sharp.shape[:2]}")
         rng = np.random.default_rng([self.seed, stream_index])
         if self.crop is not None:
             blur, sharp = self._cut(blur, sharp, rng, blur_path)
@@ -290,7 +292,7 @@ class PairFolder(Dataset):
         h, w = blur.shape[:2]
         c = self.crop
         if h < c or w < c:
-            raise ValueError(f"{path} is {h}x{w}, smaller than the crop {c}")
+            raise DataError(f"{path} is {h}x{w}, smaller than the crop {c}")
         if self.augment:
             y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
         else:

@@ -1,0 +1,127 @@
+"""What every command shares: the console, the exit codes, the one error boundary, signals,
+and the options that several commands take (defined once here).
+
+Errors a user can cause (errors.NrkdeblurError, and OSError from the file system) end in
+one line: a SettingsError as a usage error (exit status 2), the others with exit status 1.
+Anything else is a bug and keeps its traceback. `--debug`, on every command, shows the
+traceback of user errors too.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..errors import NrkdeblurError, SettingsError
+
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
+
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+EXIT_STATUS = f"""\b
+Exit status:
+  0    all done (or nothing left to do)
+  1    some files failed (each is named, the others are done) or the run failed
+  2    usage error: a bad option, argument or combination of them
+  {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C); files finished so far are complete, none half-written
+  {EXIT_TERMINATED:<4} terminated by SIGTERM (kill, timeout, a scheduler), cleaned up as for Ctrl-C
+"""
+
+LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sRGB: they are "
+               "sRGB-encoded for the network and its output is decoded back to linear. Not for "
+               "camera RAW files, which are developed to sRGB.")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Handle SIGTERM like SIGINT, and end either with one line and exit status 130 / 143.
+
+    While the command runs, SIGTERM raises Terminated (a KeyboardInterrupt) in the main
+    thread, so every `finally` and atomic_write's clean-up runs before the exit.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        console.print("terminated (SIGTERM)" if terminated else "interrupted", style="red", highlight=False)
+        raise click.exceptions.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def error_boundary(debug: bool = False) -> Iterator[None]:
+    """The one place where errors become what the user sees (module docstring)."""
+    try:
+        yield
+    except SettingsError as e:
+        if debug:
+            raise
+        raise click.UsageError(str(e)) from None
+    except (NrkdeblurError, OSError) as e:
+        if debug:
+            raise
+        raise click.ClickException(str(e)) from None
+
+
+def command(group: click.Group, **settings):
+    """Register a command on `group` with --debug and the error boundary around it; the
+    command's function receives `debug` only if it takes it."""
+    def wrap(f):
+        takes_debug = "debug" in inspect.signature(f).parameters
+
+        @functools.wraps(f)
+        def run(*args, debug: bool, **kwargs):
+            with error_boundary(debug):
+                return f(*args, **kwargs, **({"debug": debug} if takes_debug else {}))
+
+        run = click.option("--debug", is_flag=True, help="Show tracebacks for errors.")(run)
+        return group.command(**settings)(run)
+
+    return wrap
+
+
+def device_option(default: str = "auto"):
+    return click.option("--device", default=default, show_default=True,
+                        help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1, mps.")
+
+
+def weights_option(f):
+    return click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="A .safetensors from `nrkdeblur train` or `convert` (default: the shipped weights).")(f)
+
+
+def resolve_device(name: str):
+    """The device named by --device, checked to exist here (a bad one is a usage error)."""
+    from ..inference import resolve_device as resolve
+
+    try:
+        return resolve(name)
+    except SettingsError as e:
+        raise click.BadParameter(str(e), param_hint="'--device'") from None
+
+
+def table_console() -> Console:
+    """stdout, as wide as a terminal, or wide enough for the tables when piped to a file."""
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
