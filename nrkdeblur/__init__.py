@@ -5,12 +5,13 @@ The Python API (api.py), imported on first use so that `import nrkdeblur` stays 
     deblurrer = nrkdeblur.load(weights=None, device="auto")
     sharp = deblurrer.deblur(image)          # numpy array or PIL image
     nrkdeblur.deblur_file("in.jpg", "out.jpg")
+    nrkdeblur.report("shoot/", "sharp/", "sharp/report.html")   # batch + before/after page
 """
 
 from .version import __version__
-__all__ = ["Deblurrer", "__version__", "deblur_file", "load"]
+__all__ = ["Deblurrer", "__version__", "deblur_file", "load", "report"]
 
-_API = ("Deblurrer", "deblur_file", "load")
+_API = ("Deblurrer", "deblur_file", "load", "report")
 
 
 def __getattr__(name: str):

@@ -6,6 +6,7 @@
     sharp = deblurrer.deblur(image)                       # numpy array or PIL image: same kind back
     sharp, defocus = deblurrer.deblur(image, defocus_map=True)
     nrkdeblur.deblur_file("in.jpg", "out.jpg")            # what `nrkdeblur in.jpg -o out.jpg` does
+    nrkdeblur.report("shoot/", "sharp/", "sharp/report.html")  # a batch and its before/after page
 
 Arrays and files take the same road as the command line: pipeline.DeblurOptions holds the
 settings (by concern: inference, output, engine), inference.deblur tiles and runs the
@@ -28,7 +29,8 @@ from .imageio import pil_samples
 from .inference import MIN_TILE, deblur, resolve_device
 from .levels import bits_of, from_levels, to_levels
 from .model import NRKNet
-from .pipeline import DeblurOptions, SilentReport, open_default_weights, output_folders, process_one
+from .pipeline import (DeblurOptions, SilentReport, Summary, open_default_weights, output_folders, process_batch,
+                       process_one)
 from .settings import override
 
 _KEEP_INFO = ("icc_profile", "exif", "dpi")  # what a PIL image gets back of its metadata
@@ -121,6 +123,31 @@ def deblur_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, **
     deblurrer = load(opts.inference.weights, opts.inference.device, opts.inference.half)
     deblurrer.options = override(opts, device=deblurrer.options.inference.device)
     return deblurrer.deblur_file(src, dst)
+
+
+def report(inputs: str | os.PathLike | list[str | os.PathLike], output: str | os.PathLike | None,
+           page: str | os.PathLike, **options) -> Summary:
+    """Deblur a batch as `nrkdeblur INPUTS -o OUTPUT --report PAGE` does and write its page.
+
+    inputs: a file or folder, or a list of them. output: a folder (or a file, for one
+    input), None to write beside the inputs (batch.plan's rules). page: the report's HTML
+    file; its previews go into the folder beside it (report.html: report_files/).
+    options: fields of pipeline.DeblurOptions (recursive, strength, tile, engine="ray" ...).
+    As on the command line, outputs that exist are skipped and still shown on the page,
+    and a photo that fails is listed there: failures are in the returned pipeline.Summary,
+    not raised. Raises WeightsError for a missing or bad weights file.
+    """
+    from .report_data import write_report
+
+    sources = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    opts = DeblurOptions.of(**options, report_page=Path(page))
+    engine = None
+    if opts.engine.engine == "ray":
+        from .cluster import ray_engine as engine
+    summary = process_batch([Path(p) for p in sources], None if output is None else Path(output), opts, SilentReport(),
+                            engine)
+    write_report(opts.output.report_page, summary, opts.output.defocus_map_dir, opts.inference.linear)
+    return summary
 
 
 def _split_array(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int | None, tuple[int, ...]]:

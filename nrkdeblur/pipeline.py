@@ -56,6 +56,8 @@ class Summary(NamedTuple):
     failed: list[tuple[Path, str]]
     seconds: float
     megapixels: float
+    # the jobs with an output, in the plan's order: "done" (by this run) or "skipped" (it existed)
+    finished: tuple[tuple[Job, str], ...] = ()
 
 
 def open_default_weights(path: Path | None, device: torch.device) -> NRKNet:
@@ -77,6 +79,8 @@ class OutputOptions:
         overwrite: replace outputs that exist (otherwise they are skipped: resume).
         defocus_map_dir: where to write NAME_defocus.png / .tiff (None: no maps).
         coefficients_dir: where to write the coefficient maps and atoms (None: none).
+        report_page: the batch's report page; each photo's previews go into the folder
+            beside it (report_data.py), the page itself is written after the batch (None: none).
     """
 
     recursive: bool = False
@@ -85,6 +89,7 @@ class OutputOptions:
     overwrite: bool = False
     defocus_map_dir: Path | None = None
     coefficients_dir: Path | None = None
+    report_page: Path | None = None
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in EXTENSION_OF_FORMAT:
@@ -164,10 +169,11 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
     failed = [(p.path, p.reason) for p in problems]
     for path, reason in failed:
         report.error(path, reason)
-    todo = []
+    todo, finished = [], {}
     for job in jobs:
         if job.output.exists() and not out.overwrite:
             report.note(f"skip {job.source}: {job.output} exists (use --overwrite)")
+            finished[job] = "skipped"
         else:
             todo.append(job)
     skipped = len(jobs) - len(todo)
@@ -181,11 +187,13 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
         if outcome.reason is None:
             megapixels += outcome.megapixels
             done += 1
+            finished[job] = "done"
         else:
             failed.append((job.source, outcome.reason))
             report.error(job.source, outcome.reason)
         report.file_done()
-    return Summary(done, skipped, failed, time.perf_counter() - start, megapixels)
+    return Summary(done, skipped, failed, time.perf_counter() - start, megapixels,
+                   tuple((job, finished[job]) for job in jobs if job in finished))
 
 
 def local_engine(todo: list[Job], options: DeblurOptions, report: Report) -> Iterator[tuple[Job, Outcome]]:
@@ -215,20 +223,30 @@ def failure_reason(job: Job, e: Exception) -> str:
 
 def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report) -> float:
     """Deblur one file and write its outputs; returns its megapixels."""
+    start = time.perf_counter()
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
     out = options.output
-    result = deblur(model, photo.pixels, options.inference, defocus_map=out.defocus_map_dir is not None,
+    defocus_map = out.defocus_map_dir is not None or out.report_page is not None
+    result = deblur(model, photo.pixels, options.inference, defocus_map=defocus_map,
                     coefficients=out.coefficients_dir is not None, on_tile=report.tile)
     stem = job.relative.with_suffix("")
     if out.defocus_map_dir is not None:  # maps first: the photo's output marks the job as done
         write_defocus_map(out.defocus_map_dir / stem.parent, stem.name, result.defocus_map)
     if out.coefficients_dir is not None:
         write_coefficients(out.coefficients_dir / stem.parent, stem.name, model, result.gammas)
+    np.clip(result.image, 0.0, 1.0, out=result.image)
+    if out.report_page is not None:  # the page's previews, before the output marks the job done
+        from .report_data import photo_record, save_record, shown_options
+
+        record = photo_record(out.report_page, job, photo, result.image, result.defocus_map,
+                              options.inference.linear, shown_options(options))
     # the output replaces the input pixels, which are freed before encoding (peak memory)
-    photo = dataclasses.replace(photo, pixels=np.clip(result.image, 0.0, 1.0, out=result.image))
+    photo = dataclasses.replace(photo, pixels=result.image)
     del result
     write_photo(job.output, photo, quality=out.quality, format=out.format)
+    if out.report_page is not None:
+        save_record(out.report_page, job, record, time.perf_counter() - start)
     return H * W / 1e6
 
 
@@ -238,6 +256,10 @@ def output_folders(jobs: list[Job], options: DeblurOptions) -> set[Path]:
     for root in (options.output.defocus_map_dir, options.output.coefficients_dir):
         if root is not None:
             folders |= {root / job.relative.parent for job in jobs}
+    if options.output.report_page is not None:
+        from .report_html import assets_folder
+
+        folders.add(assets_folder(options.output.report_page))
     return folders
 
 

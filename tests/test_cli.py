@@ -454,7 +454,7 @@ def test_strength_zero_returns_the_input(tmp_path, weights):
 
 
 def test_the_speed_keeps_three_significant_digits_when_they_end_in_zeros():
-    from nrkdeblur.cli.common import rate
+    from nrkdeblur.report_data import rate
 
     assert rate(6.4e-5, 0.08) == " (0.000800 MP/s)"  # a round number keeps its digits
     assert rate(12.0, 1.0) == " (12.0 MP/s)" and rate(123.4, 1.0) == " (123 MP/s)" and rate(0, 1) == ""

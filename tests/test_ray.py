@@ -1,7 +1,10 @@
 """`--engine ray` on a real local Ray instance (2 CPUs, started once for this file)."""
 
+import json
 import os
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -80,7 +83,10 @@ def shoot(tmp_path_factory):
 def both_engines(shoot, weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     local = run(shoot, "-o", out / "local", "-r", "--weights", weights)
-    remote = run(shoot, "-o", out / "ray", "-r", "--weights", weights, "--engine", "ray", "--workers", 2)
+    with pytest.MonkeyPatch.context() as m:
+        m.chdir(out)  # a relative --report: the workers, whose folder is not the driver's, get it absolute
+        remote = run(shoot, "-o", out / "ray", "-r", "--weights", weights, "--engine", "ray", "--workers", 2,
+                     "--report", "ray-report.html")
     return out, local, remote
 
 
@@ -119,6 +125,22 @@ def test_16_bit_stays_16_bit_and_exif_survives(both_engines):
     with Image.open(out / "ray" / "day1" / "a.jpg") as im:
         exif = read_exif(im.info.get("exif"))
     assert exif[0x010F] == "Maker" and exif.get_ifd(0x8769)[0x829A] == 1 / 125
+
+
+def test_the_driver_writes_the_report_from_what_the_workers_made(both_engines):
+    """The workers write each photo's previews and record, with its time, beside the page
+    (a record the driver has to make from the files has none); the driver writes the page."""
+    out, _, _ = both_engines
+    page = out / "ray-report.html"
+    records = [json.loads(p.read_text()) for p in (out / "ray-report_files").glob("*.json")]
+    assert len(records) == 5 and all(r["seconds"] > 0 for r in records)
+    text = page.read_text()
+    for name in ("day1/a.jpg", "day1/am/b.tif", "day2/deep.png", "day2/deep.tiff", "top.png"):
+        assert f">{name}</a></h2>" in text
+    assert re.search(r"<li><code>\.\./shoot\d*/day2/broken\.jpg</code>: \w+", text)
+    urls = re.findall(r'(?:src|href)="([^"#][^"]*)"', text)
+    assert len(urls) == 5 * 5 and all((out / unquote(u)).is_file() for u in urls)  # 3 previews, 2 links
+    assert str(out) not in text
 
 
 def test_a_rerun_skips_everything_before_sending_work(both_engines, shoot, weights):

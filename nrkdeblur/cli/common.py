@@ -121,13 +121,6 @@ def resolve_device(name: str):
         raise click.BadParameter(str(e), param_hint="'--device'") from None
 
 
-def rate(megapixels: float, seconds: float) -> str:
-    """Throughput with three significant digits ("1.23 MP/s", "0.0112 MP/s"); "" if none."""
-    if megapixels <= 0 or seconds <= 0:
-        return ""
-    return f" ({f'{megapixels / seconds:#.3g}'.rstrip('.')} MP/s)"  # "#": keeps 0.000800's zeros
-
-
 def table_console() -> Console:
     """stdout, as wide as a terminal, or wide enough for the tables when piped to a file."""
     out = Console()

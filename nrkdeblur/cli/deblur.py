@@ -9,8 +9,9 @@ import click
 
 from ..batch import EXTENSION_OF_FORMAT
 from ..inference import DEFAULT_OVERLAP, MIN_TILE, InferenceOptions
+from ..report_data import summary_line
 from .group import main
-from .common import EXIT_STATUS, LINEAR_HELP, command, console, device_option, rate, resolve_device, weights_option
+from .common import EXIT_STATUS, LINEAR_HELP, command, console, device_option, resolve_device, weights_option
 from .progress import Reporter
 
 
@@ -38,6 +39,9 @@ from .progress import Reporter
 @click.option("--linear", is_flag=True, help=LINEAR_HELP)
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="How much of the network's change to keep: 0 = the input, 1 = the network's output.")
+@click.option("--report", "report_page", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a before/after page of the batch here, to open in a browser, and its previews "
+                   "beside it (sharp/report.html: sharp/report_files/); a re-run includes the photos done before.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process. ray: a pool of Ray actors on this machine or a cluster (pip install 'nrkdeblur[ray]').")
 @click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
@@ -63,6 +67,7 @@ def deblur(inputs, output, quiet, debug, **fields) -> None:
       nrkdeblur shoot/*.CR2 -o sharp/ --defocus-map maps/
       nrkdeblur big.tif -o out.tif --tile 1024      bounded memory
       nrkdeblur shoot/ -o sharp/ -r --engine ray    Ray actors (workers check their own devices)
+      nrkdeblur shoot/ -o sharp/ --report sharp/report.html   before/after in a browser
     """
     from ..pipeline import DeblurOptions, process_batch
     from ..runtime import resolve_backend
@@ -79,8 +84,12 @@ def deblur(inputs, output, quiet, debug, **fields) -> None:
     with Reporter(quiet) as report:
         summary = process_batch(list(inputs), output, options, report, engine)
     if not quiet:
-        console.print(f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "
-                      f"in {summary.seconds:.1f} s{rate(summary.megapixels, summary.seconds)}")
+        console.print(summary_line(summary))
+    if options.output.report_page is not None:
+        from ..report_data import write_report
+
+        write_report(options.output.report_page, summary, options.output.defocus_map_dir, options.inference.linear)
+        report.note(f"wrote {options.output.report_page}")
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} failed:[/red]")
         for path, reason in summary.failed:
