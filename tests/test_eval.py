@@ -192,10 +192,10 @@ def test_map_scores_rank_correlation_and_error_in_pixels():
     from nrkdeblur.evaluate import map_scores
 
     true = np.repeat(np.arange(8, dtype=np.float32)[None], 5, axis=0)
-    assert map_scores(true, true) == (1.0, 0.0)
-    rho, mae = map_scores(0.5 * true**2, true)  # monotone: same ranks, wrong scale
+    assert map_scores(true, true) == (1.0, None, 0.0)  # no sharp image: no textured pixels
+    rho, _, mae = map_scores(0.5 * true**2, true)  # monotone: same ranks, wrong scale
     assert rho == pytest.approx(1.0) and mae == pytest.approx(np.abs(0.5 * true**2 - true).mean())
-    rho, _ = map_scores(true[:, ::-1].copy(), true)
+    rho, _, _ = map_scores(true[:, ::-1].copy(), true)
     assert rho == pytest.approx(-1.0)
     assert map_scores(true, np.zeros_like(true))[0] is None  # constant truth: no correlation
     assert map_scores(np.ones_like(true), true)[0] == 0.0  # a flat map ranks nothing

@@ -23,11 +23,15 @@ from .common import LINEAR_HELP, command, device_option, resolve_device, table_c
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="For nrknet: how much of the network's change to keep (as for deblurring).")
 @click.option("--linear", is_flag=True, help=LINEAR_HELP + " Applies to every --method (not to --pred).")
+@click.option("--map-method", type=click.Choice(["network", "classical"]), default="network", show_default=True,
+              help="Which defocus map is scored: nrknet's, or the classical Zhuo & Sim estimate from the "
+                   "blurry image's edges (with any --method; needs scikit-image).")
 @device_option()
 @click.option("--per-image/--summary-only", default=True, show_default=True, help="Print each image's scores too.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as CSV.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as JSON.")
-def evaluate_command(folders, pred_dir, method, weights, strength, linear, device, per_image, csv_path, json_path) -> None:
+def evaluate_command(folders, pred_dir, method, weights, strength, linear, map_method, device, per_image, csv_path,
+                     json_path) -> None:
     """Measure PSNR and SSIM against sharp references, and the defocus map against the true blur.
 
     FOLDERS are evaluation sets, each a folder with blur/ and sharp/ (and radius/, the true
@@ -36,7 +40,9 @@ def evaluate_command(folders, pred_dir, method, weights, strength, linear, devic
     border crop; SSIM is scikit-image's structural_similarity (7x7 window, channel_axis).
     Per set: mean PSNR and SSIM of input and output, the worst image's PSNR gain, and,
     with nrknet on a set that has radius/, the defocus map's Spearman rank correlation
-    with the true radius and its mean absolute error in pixels (means over the images).
+    with the true radius on all and on textured pixels, its mean absolute error in pixels
+    as it is and after one scale fitted per set, and the error of the best constant map
+    (docs/map-scores.md). --map-method classical scores the Zhuo & Sim map instead.
 
     \b
     Examples:
@@ -44,17 +50,22 @@ def evaluate_command(folders, pred_dir, method, weights, strength, linear, devic
       nrkdeblur eval pairs/blur pairs/sharp --method richardson-lucy --csv rl.csv
       nrkdeblur eval blur/ sharp/ --pred my_outputs/ --json scores.json
       nrkdeblur eval pixel4/blur pixel4/sharp --linear    pairs stored without a tone curve
+      nrkdeblur eval benchmarks/natural-dof --method identity --map-method classical
     """
     from ..eval_sets import find_sets, restorer
-    from ..evaluate import evaluate, mean_row, summarize
+    from ..evaluate import evaluate, mean_row, summarize, with_map
 
     if linear and pred_dir is not None:
         raise click.UsageError("--linear tells a method how to read the inputs; --pred scores finished outputs")
     sets = find_sets(list(folders))
     if pred_dir is not None and len(sets) > 1:
         raise click.UsageError("--pred scores one set at a time")
-    title = describe_method(method, pred_dir, linear, strength)
+    title = describe_method(method, pred_dir, linear, strength) + (", classical map" if map_method == "classical" else "")
     restore = restorer(method, pred_dir, weights, str(resolve_device(device)), linear, strength)
+    if map_method == "classical":
+        from ..zhuo_sim import defocus_map
+
+        restore = with_map(restore, defocus_map)
     records, summaries = [], []
     for name, pairs in sets:
         rows = evaluate(pairs, restore)
@@ -77,19 +88,30 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+# the defocus map's scores (docs/map-scores.md): Spearman on all / textured pixels, MAE px
+# as it is, the set's scale s, MAE of s * map, MAE of the best constant map
+MAP_COLUMNS = ["map rho", "rho tex", "MAE px", "scale", "fit MAE", "const MAE"]
+
+
+def map_cells(r) -> list[str]:
+    """A row's or a set summary's defocus-map scores, formatted for MAP_COLUMNS."""
+    return [_fmt(r.map_spearman, ".3f"), _fmt(r.map_spearman_textured, ".3f"), _fmt(r.map_mae, ".2f"),
+            _fmt(r.map_scale, ".2f"), _fmt(r.map_mae_fit, ".2f"), _fmt(r.map_mae_constant, ".2f")]
+
+
 def write_rows(rows, title: str) -> None:
     from rich.table import Table
 
     maps = any(r.map_spearman is not None or r.map_mae is not None for r in rows)
     table = Table(title=f"PSNR (dB) / SSIM: {title}")
-    columns = ["image", "PSNR in", "PSNR out", "gain", "SSIM in", "SSIM out", "gain"] + (["map rho", "map MAE px"] if maps else [])
+    columns = ["image", "PSNR in", "PSNR out", "gain", "SSIM in", "SSIM out", "gain"] + (MAP_COLUMNS if maps else [])
     for col in columns:
         table.add_column(col, justify="left" if col == "image" else "right")
     for r in rows:
         cells = [r.name, f"{r.psnr_in:.2f}", f"{r.psnr_out:.2f}", f"{r.psnr_out - r.psnr_in:+.2f}",
                  f"{r.ssim_in:.4f}", f"{r.ssim_out:.4f}", f"{r.ssim_out - r.ssim_in:+.4f}"]
         if maps:
-            cells += [_fmt(r.map_spearman, ".3f"), _fmt(r.map_mae, ".2f")]
+            cells += map_cells(r)
         table.add_row(*cells, style="bold" if r.name == "mean" else None)
     table_console().print(table)
 
@@ -98,13 +120,11 @@ def write_summaries(summaries, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"Per set: {title}")
-    for col in ("set", "images", "PSNR in", "PSNR out", "gain", "worst gain", "worst image", "SSIM gain",
-                "map rho", "map MAE px"):
+    for col in ("set", "images", "PSNR in", "PSNR out", "gain", "worst gain", "worst image", "SSIM gain", *MAP_COLUMNS):
         table.add_column(col, justify="left" if col in ("set", "worst image") else "right")
     for m in summaries:
         table.add_row(m.name, str(m.images), f"{m.psnr_in:.2f}", f"{m.psnr_out:.2f}", f"{m.psnr_out - m.psnr_in:+.2f}",
-                      f"{m.worst_gain:+.2f}", m.worst_image, f"{m.ssim_out - m.ssim_in:+.4f}",
-                      _fmt(m.map_spearman, ".3f"), _fmt(m.map_mae, ".2f"))
+                      f"{m.worst_gain:+.2f}", m.worst_image, f"{m.ssim_out - m.ssim_in:+.4f}", *map_cells(m))
     table_console().print(table)
 
 
