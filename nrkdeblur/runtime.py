@@ -52,6 +52,13 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def execution_providers() -> list[str]:
+    """The execution providers this ONNX Runtime build has."""
+    import onnxruntime
+
+    return onnxruntime.get_available_providers()
+
+
 def resolve_backend(name: str, device: torch.device) -> str:
     """"auto" -> the backend measured faster (torch, module docstring); others are checked."""
     if name not in BACKENDS:
@@ -63,6 +70,9 @@ def resolve_backend(name: str, device: torch.device) -> str:
             raise SettingsError("--backend onnxruntime needs the onnx extra: pip install 'nrkdeblur[onnx]'")
         if device.type not in ("cpu", "cuda"):
             raise SettingsError(f"--backend onnxruntime runs on cpu or cuda, not {device.type}")
+        if device.type == "cuda" and "CUDAExecutionProvider" not in execution_providers():
+            raise SettingsError("--backend onnxruntime on cuda needs ONNX Runtime's CUDA build "
+                                "(pip install onnxruntime-gpu); this one runs on the CPU only")
     return name
 
 

@@ -111,3 +111,15 @@ def test_tiled_equals_untiled_on_onnxruntime():
     torch_whole = deblur(model, pixels, InferenceOptions(backend="torch")).image
     assert np.abs(np.clip(tiled, 0, 1) - np.clip(whole, 0, 1)).max() < 1 / 255
     assert np.abs(whole - torch_whole).max() < 1e-4
+
+
+def test_onnxruntime_on_cuda_without_its_cuda_build_is_refused(monkeypatch):
+    """ONNX Runtime's CPU build would run a --device cuda request on the CPU, silently."""
+    from nrkdeblur.errors import SettingsError
+    from nrkdeblur.runtime import resolve_backend
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(SettingsError, match="onnxruntime-gpu"):
+        resolve_backend("onnxruntime", torch.device("cuda"))
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert resolve_backend("onnxruntime", torch.device("cuda")) == "onnxruntime"
