@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import NRKConfig
 from .data import PairFolder, SyntheticDefocus, dpdd, lfdof, sharp_photos
-from .errors import DataError, NrkdeblurError, SettingsError
+from .errors import DataError, SettingsError
 from .atomic import atomic_write
 from .losses import nrk_loss, psnr
 from .model import NRKNet
@@ -280,7 +280,7 @@ def start_or_resume(config: NRKConfig, recipe: Recipe, ckpt_path: Path, device: 
     changed = differences(saved, recipe, ignore=("steps",))
     if NRKConfig.from_json(state["config"]) != config or changed:
         what = ", ".join(changed) if changed else "the model config"
-        raise NrkdeblurError(f"{ckpt_path} was made with other settings ({what}); use another run folder")
+        raise SettingsError(f"{ckpt_path} was made with other settings ({what}); use another run folder")
     if state["step"] > recipe.optim.steps:
         raise SettingsError(f"{ckpt_path} is at step {state['step']}, past the {recipe.optim.steps} steps asked for")
     model.load_state_dict(state["model"])

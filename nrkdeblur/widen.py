@@ -20,7 +20,7 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from .errors import SettingsError
+from .errors import DataError
 from .config import NRKConfig
 from .model import NRKNet
 
@@ -44,7 +44,7 @@ def load_widened(model: NRKNet, source: NRKNet) -> None:
     old, new = source.config, model.config
     if (dataclasses.replace(old, width=new.width, focus_width=new.focus_width) != new or new.width < old.width
             or old.focus_width not in (0, new.focus_width)):
-        raise SettingsError(f"cannot start a model of width {new.width} from weights of width {old.width} "
+        raise DataError(f"cannot start a model of width {new.width} from weights of width {old.width} "
                          "with another config (only the width may grow, and a focus head be added)")
     state = source.state_dict()
     added_head = old.focus_width == 0 and new.focus_width > 0

@@ -32,7 +32,7 @@ def test_tiled_equals_untiled_within_one_level(model):
     from nrkdeblur.evaluate import map_scores
 
     truth = read_radius_map(PHOTO.parents[1] / "radius" / "kodim05.tiff")
-    (rho_whole, _, mae_whole), (rho_tiled, _, mae_tiled) = map_scores(whole.defocus, truth), map_scores(tiled.defocus, truth)
+    (rho_whole, _, mae_whole), (rho_tiled, _, mae_tiled) = map_scores(whole.defocus_map, truth), map_scores(tiled.defocus_map, truth)
     assert abs(rho_tiled - rho_whole) < 0.01 and abs(mae_tiled - mae_whole) < 0.05
 
 

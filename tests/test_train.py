@@ -162,7 +162,7 @@ def test_a_run_may_start_from_narrower_weights(tmp_path, photos, val_set):
     save_weights(NRKNet(dataclasses.replace(preset("cpu"), width=2, num_atoms=5)), tmp_path / "w2.safetensors")
     ok = CliRunner().invoke(main, args + ["--run-dir", str(tmp_path / "ok"), "--init", str(tmp_path / "w2.safetensors")])
     assert ok.exit_code == 0, ok.output
-    assert json.loads((tmp_path / "ok" / "run.json").read_text())["init"] == str(tmp_path / "w2.safetensors")
+    assert json.loads((tmp_path / "ok" / "run.json").read_text())["model"]["init"] == str(tmp_path / "w2.safetensors")
     refused = CliRunner().invoke(main, args + ["--run-dir", str(tmp_path / "bad"), "--init", str(start)])
     assert refused.exit_code == 1 and "only the width may grow" in refused.output, refused.output
 
