@@ -89,7 +89,7 @@ class Deblurrer:
         """
         opts = override(self.options, **options)
         jobs, problems = plan([Path(src)], None if dst is None else Path(dst), format=opts.output.format,
-                              maps=opts.output.maps)
+                              map_dirs=opts.output.map_dirs)
         if problems:
             raise ImageError(f"{problems[0].path}: {problems[0].reason}")
         job = jobs[0]

@@ -93,8 +93,9 @@ class OutputOptions:
             raise SettingsError(f"quality must be between 1 and 100, not {self.quality}")
 
     @property
-    def maps(self) -> bool:
-        return self.defocus_map_dir is not None or self.coefficients_dir is not None
+    def map_dirs(self) -> tuple[Path, ...]:
+        """The folders maps are written to (none: no maps)."""
+        return tuple(d for d in (self.defocus_map_dir, self.coefficients_dir) if d is not None)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
     """The batch around an engine: plan, report problems, skip what exists, count and time."""
     start = time.perf_counter()
     out = options.output
-    jobs, problems = plan(inputs, output, out.recursive, out.format, maps=out.maps)
+    jobs, problems = plan(inputs, output, out.recursive, out.format, out.map_dirs, out.overwrite)
     failed = [(p.path, p.reason) for p in problems]
     for path, reason in failed:
         report.error(path, reason)
