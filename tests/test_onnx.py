@@ -117,18 +117,18 @@ def test_the_backend_option_runs_onnxruntime_once_per_tile_and_torch_not_at_all(
     """The agreement with torch above would hold if torch ran instead: count who runs."""
     import nrkdeblur.runtime as runtime
 
-    sessions, torch_tiles = [], []
+    graph_runs, torch_tiles = [], []
     session_run, torch_forward = ort.InferenceSession.run, runtime.forward_maps
-    monkeypatch.setattr(ort.InferenceSession, "run", lambda self, *a, **k: sessions.append(1) or session_run(self, *a, **k))
+    monkeypatch.setattr(ort.InferenceSession, "run", lambda self, *a, **k: graph_runs.append(1) or session_run(self, *a, **k))
     monkeypatch.setattr(runtime, "forward_maps", lambda *a, **k: torch_tiles.append(1) or torch_forward(*a, **k))
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 256, (64, 800, 3), dtype=np.uint8)).save(tmp_path / "in.png")
     tiles = ["--tile", 384, "--tile-overlap", 64]  # three tiles across
     r = run(tmp_path / "in.png", "-o", tmp_path / "ort.png", "--backend", "onnxruntime", *tiles, "--weights", weights)
     assert r.exit_code == 0, r.output
-    assert len(sessions) == 3 and torch_tiles == []
+    assert len(graph_runs) == 3 and torch_tiles == []
     r = run(tmp_path / "in.png", "-o", tmp_path / "torch.png", "--backend", "torch", *tiles, "--weights", weights)
-    assert r.exit_code == 0 and len(sessions) == 3 and len(torch_tiles) == 3
+    assert r.exit_code == 0 and len(graph_runs) == 3 and len(torch_tiles) == 3
 
 
 def test_the_cache_keeps_one_export_per_set_of_outputs():

@@ -30,7 +30,7 @@ def worker_hooks(marker_dir: str):
     """A worker process setup hook. In every Ray worker, the process exits (as a kill or the
     OOM killer would) on photos named poison*, always, and on flaky*, the first time only,
     as process_one starts; on midway*, the first time only, at the photo's second tile.
-    Every tiled run and every ONNX Runtime session run is written, one line each, to a
+    Every tiled run and every run of an ONNX Runtime InferenceSession is written, one line each, to a
     file in marker_dir: "NAME tiled HxW OVERLAP" and "NAME onnxruntime"."""
 
     def hook():
