@@ -93,6 +93,10 @@ class OutputOptions:
             raise SettingsError(f"quality must be between 1 and 100, not {self.quality}")
 
     @property
+    def maps(self) -> bool:
+        return self.defocus_map_dir is not None or self.coefficients_dir is not None
+
+    @property
     def map_dirs(self) -> tuple[Path, ...]:
         """The folders maps are written to (none: no maps)."""
         return tuple(d for d in (self.defocus_map_dir, self.coefficients_dir) if d is not None)

@@ -88,24 +88,22 @@ def worker_hooks(marker_dir: str):
 def two_nodes(tmp_path_factory):
     """The cluster, its driver connected; yields the folder of the workers' notes."""
     markers = tmp_path_factory.mktemp("markers")
-    before = os.environ.get("RAY_worker_niceness")
-    os.environ["RAY_worker_niceness"] = "0"  # as the engine's own local instance: not starved on a busy machine
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        env = {"PYTHONPATH": PACKAGE_ROOT, "NRKDEBLUR_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "onnx-cache")}
-        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR",
-                 runtime_env={"worker_process_setup_hook": worker_hooks(str(markers)), "env_vars": env})
-        assert [n["Resources"]["CPU"] for n in ray.nodes() if n["Alive"]] == [1.0, 1.0]
-        yield markers
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        if before is None:
-            del os.environ["RAY_worker_niceness"]
-        else:
-            os.environ["RAY_worker_niceness"] = before
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_worker_niceness", "0")  # as the engine's own local instance: not starved on a busy machine
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports, which look for a Prometheus server at exit
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            workers_env = {"PYTHONPATH": PACKAGE_ROOT,
+                           "NRKDEBLUR_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "onnx-cache")}
+            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR",
+                     runtime_env={"worker_process_setup_hook": worker_hooks(str(markers)), "env_vars": workers_env})
+            assert [n["Resources"]["CPU"] for n in ray.nodes() if n["Alive"]] == [1.0, 1.0]
+            yield markers
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
 
 
 def notes(markers: Path) -> dict[str, list[str]]:
