@@ -341,6 +341,22 @@ def test_a_signal_during_held_work_takes_effect_once_it_is_done():
         with signals_held():  # no signal: nothing raised
             done.append("more")
         assert done[-1] == "more"
+        if hasattr(signal, "SIGHUP"):  # the terminal closed: held too
+            class HungUp(Exception):
+                pass
+
+            def hang_up(signum, frame):
+                raise HungUp
+
+            before_hup = signal.signal(signal.SIGHUP, hang_up)
+            try:
+                with pytest.raises(HungUp):
+                    with signals_held():
+                        os.kill(os.getpid(), signal.SIGHUP)
+                        done.append("saved")
+                assert done[-1] == "saved" and signal.getsignal(signal.SIGHUP) is hang_up
+            finally:
+                signal.signal(signal.SIGHUP, before_hup)
     finally:
         signal.signal(signal.SIGINT, inherited)
 
