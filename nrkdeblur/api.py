@@ -52,15 +52,20 @@ class Deblurrer:
         """Deblur a photo given as a numpy array or a PIL image.
 
         image: numpy array HxW, HxWx1 (grey), HxWx3 (RGB), HxWx2 or HxWx4 (the last channel
-            is alpha, passed through unchanged), uint8, uint16 or float (0..1); or a PIL
-            image (modes L, LA, RGB, RGBA, I;16 are kept; P, 1, CMYK... come back as RGB(A)
-            or L). The result has the input's kind, shape, dtype and (PIL) mode.
+            is alpha, passed through unchanged), uint8, uint16 or float (finite, in 0..1:
+            other values raise ValueError); or a PIL image (modes L, LA, RGB, RGBA, I;16 are
+            kept; P, 1, CMYK... come back as RGB(A) or L). Anything else raises TypeError.
+            The result has the input's kind, shape, dtype and (PIL) mode.
         strength: how much of the network's change to keep: 0 = the input, 1 = the output.
         tile: tile side in pixels, at least MIN_TILE (384); None chooses from the memory free.
         defocus_map: also return the defocus scale, an HxW float32 array in pixels.
         linear: the pixels are linear light rather than sRGB (pipeline.DeblurOptions).
         Returns the deblurred image, or (image, defocus map) with defocus_map.
         """
+        if not isinstance(image, (np.ndarray, Image.Image)):
+            kind = type(image)
+            name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+            raise TypeError(f"image must be a numpy array or a PIL image, not {name}")
         if tile is not None and tile < MIN_TILE:
             raise ValueError(f"tile must be at least {MIN_TILE} pixels, not {tile}")
         options = dataclasses.replace(self.options.inference, strength=strength, tile=tile, linear=linear)
@@ -68,7 +73,9 @@ class Deblurrer:
             color, alpha, bits = pil_samples(image)
             pixels = from_levels(color)
         else:
-            pixels, alpha, bits, restore_shape = _split_array(np.asarray(image))
+            pixels, alpha, bits, restore_shape = _split_array(image)
+        if pixels.size == 0:
+            raise ValueError(f"image is empty ({pixels.shape[1]} x {pixels.shape[0]} pixels)")
         result = deblur(self.model, pixels, options, defocus_map=defocus_map)
         out = np.clip(result.image, 0.0, 1.0)
         if isinstance(image, Image.Image):
@@ -91,7 +98,7 @@ class Deblurrer:
         """
         opts = override(self.options, **options)
         jobs, problems = plan([Path(src)], None if dst is None else Path(dst), format=opts.output.format,
-                              maps=opts.output.maps)
+                              map_dirs=opts.output.map_dirs)
         if problems:
             raise ImageError(f"{problems[0].path}: {problems[0].reason}")
         job = jobs[0]
@@ -162,6 +169,11 @@ def _split_array(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int | No
     if a.dtype in (np.uint8, np.uint16):
         return from_levels(color), alpha, bits_of(a), shape
     if np.issubdtype(a.dtype, np.floating):
+        if color.size and not np.isfinite(color).all():
+            raise ValueError("image holds NaN or infinite values")
+        if color.size and (color.min() < 0 or color.max() > 1):
+            raise ValueError(f"a float image must be in [0, 1], this one spans {color.min():g} to {color.max():g} "
+                             "(divide 8-bit levels by 255)")
         return np.ascontiguousarray(color, dtype=np.float32), alpha, None, shape
     raise ValueError(f"image must be uint8, uint16 or float (0..1), got {a.dtype}")
 

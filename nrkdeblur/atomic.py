@@ -33,6 +33,18 @@ def os_reason(e: OSError) -> str:
     return _OS_REASONS.get(e.errno) or (e.strerror or str(e)).lower()
 
 
+NAME_MAX = 255  # the longest file name, in bytes, of the usual Linux and macOS file systems
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden temporary name of `path` in its folder, .NAME.tmp-PID-XXXXXXXX, with NAME
+    cut by whole characters so that it fits in NAME_MAX bytes whenever path's name does."""
+    suffix = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    name = path.name
+    while len(os.fsencode(f".{name}{suffix}")) > NAME_MAX and len(name) > 1:
+        name = name[:-1]
+    return path.with_name(f".{name}{suffix}")
+
 
 def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
     """Write through encode(file) to a temporary file, fsync it, then rename it onto path."""
@@ -40,7 +52,7 @@ def atomic_write(path: Path, encode: Callable[[BinaryIO], None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ImageError(f"{path}: cannot create folder {path.parent}: {os_reason(e)}") from e
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = temp_path(path)
     try:
         with open(tmp, "xb") as f:
             encode(f)

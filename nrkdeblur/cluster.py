@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import warnings
 from pathlib import Path
@@ -148,6 +149,9 @@ def connect(ray, options: DeblurOptions) -> bool:
     if ray.is_initialized():
         return False
     address = options.engine.ray_address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        check_reachable(address)
+
     level = logging.INFO if options.engine.debug else logging.ERROR
     try:
         if address is None:
@@ -169,6 +173,20 @@ def connect(ray, options: DeblurOptions) -> bool:
                                "token in ~/.ray/auth_token or RAY_AUTH_TOKEN") from e
         raise ClusterError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from e
     return True
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Raise ClusterError within `timeout` seconds if nothing listens at a HOST:PORT (or
+    ray://HOST:PORT) address: ray.init waits many minutes for a cluster that is not there,
+    then names another address than the one given. Other forms ("auto") are left to Ray."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e) or type(e).__name__).lower()
+        raise ClusterError(f"cannot join the Ray cluster at {address}: {reason}") from None
 
 
 def quiet(debug: bool) -> None:

@@ -173,13 +173,15 @@ def cache_key(model: NRKNet, options: ExportOptions) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
-def cached_onnx(model: NRKNet, options: ExportOptions = ExportOptions(), folder: Path | None = None) -> tuple[Path, bool]:
+def cached_onnx(model: NRKNet, options: ExportOptions = ExportOptions(), folder: Path | None = None,
+                rebuild: bool = False) -> tuple[Path, bool]:
     """(path of the exported model, whether it was exported now): exported once per weights,
-    options and versions, then read from the user's cache folder."""
+    options and versions, then read from the user's cache folder; `rebuild` exports it
+    again over a cached file (one that does not load)."""
     _require_onnx()
     folder = cache_dir() if folder is None else folder
     path = folder / f"nrknet-{cache_key(model, options)}.onnx"
-    if path.is_file():
+    if path.is_file() and not rebuild:
         return path, False
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(model, path, options)

@@ -33,7 +33,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .atomic import atomic_write, os_reason as _os_reason
+from .atomic import NAME_MAX, atomic_write, os_reason as _os_reason
 from .errors import ImageError
 from .encoders import write_png16, write_tiff
 from .exif import MARKER, ORIENTATION, raw_exif, read_exif
@@ -302,8 +302,7 @@ def write_photo(
     path = Path(path)
     fmt = output_format(path, format)
     height, width = photo.pixels.shape[:2]
-    if max(height, width) > _MAX_SIDE.get(fmt, 2**32 - 1):
-        raise ImageError(f"{path}: {width} x {height} is too large for {fmt} (max {_MAX_SIDE[fmt]} px a side)")
+    _check_side(path, fmt, width, height)
     color, alpha = _to_samples(photo, 16 if fmt in ("PNG", "TIFF") and photo.bit_depth == 16 else 8)
     exif = photo.exif or None
     if exif and not exif.startswith(MARKER):
@@ -337,19 +336,57 @@ def output_format(path: Path, format: str | None = None) -> str:
     return _FORMAT_BY_EXTENSION[suffix]
 
 
-def check_output(path: Path, format: str | None = None) -> None:
+def check_output(path: Path, format: str | None = None, source: Path | None = None) -> None:
     """Raise ImageError now, before any work, if write_photo(path, format=format) must fail:
-    a format nothing here writes, a parent that is a file, a folder we may not write to."""
-    output_format(path, format)
+    a format nothing here writes, a name too long, a parent that is a file, a folder we may
+    not write to; with `source`, the photo to be written there, one too large for the
+    format (its size read from its header)."""
+    fmt = output_format(path, format)
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        raise ImageError(f"{path}: cannot write: file name too long (at most {NAME_MAX} bytes)")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder")
-    folder = path.parent
+    check_folder(path.parent, path)
+    size = image_size(source) if source is not None and fmt in _MAX_SIDE else None
+    if size is not None:
+        _check_side(path, fmt, *size)
+
+
+def check_folder(folder: Path, target: Path) -> None:
+    """Raise ImageError (naming `target`) if `folder` cannot be created or written into."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # atomic_write creates the missing folders
     if folder.exists() and not folder.is_dir():
-        raise ImageError(f"{path}: cannot write: {folder} is not a folder")
+        raise ImageError(f"{target}: cannot write: {folder} is not a folder")
     if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
-        raise ImageError(f"{path}: cannot write: permission denied in {folder}")
+        reason = "read-only file system" if _read_only(folder) else "permission denied"
+        raise ImageError(f"{target}: cannot write: {reason} in {folder}")
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether `folder` is on a file system mounted read-only (os.access says only "no")."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image from its header, None for RAW files and for anything
+    Pillow cannot open (read_photo reports those)."""
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return None
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, IndexError, KeyError,
+            Image.DecompressionBombError):  # reported when the photo is read
+        return None
+
+
+def _check_side(path: Path, fmt: str, width: int, height: int) -> None:
+    if max(height, width) > _MAX_SIDE.get(fmt, 2**32 - 1):
+        raise ImageError(f"{path}: {width} x {height} is too large for {fmt} (max {_MAX_SIDE[fmt]} px a side)")
 
 
 def _to_samples(photo: Photo, bits: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -101,6 +101,11 @@ class OutputOptions:
     def maps(self) -> bool:
         return self.defocus_map_dir is not None or self.coefficients_dir is not None
 
+    @property
+    def map_dirs(self) -> tuple[Path, ...]:
+        """The folders maps are written to (none: no maps)."""
+        return tuple(d for d in (self.defocus_map_dir, self.coefficients_dir) if d is not None)
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -165,7 +170,7 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
     """The batch around an engine: plan, report problems, skip what exists, count and time."""
     start = time.perf_counter()
     out = options.output
-    jobs, problems = plan(inputs, output, out.recursive, out.format, maps=out.maps)
+    jobs, problems = plan(inputs, output, out.recursive, out.format, out.map_dirs, out.overwrite)
     failed = [(p.path, p.reason) for p in problems]
     for path, reason in failed:
         report.error(path, reason)

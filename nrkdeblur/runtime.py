@@ -8,8 +8,9 @@ inference.deblur's tiling, blending and colour handling stay the same for both.
 memory"), ONNX Runtime was as fast at 1280 x 720 and no faster for a 12 MP photo end to
 end, with a higher peak memory; on CUDA nothing was measured against it. The ONNX Runtime
 backend (--backend onnxruntime) reads the exported graph from the cache
-(export.cached_onnx: one export per weights, options and versions) and
-keeps one InferenceSession per model, options and device, reused by every tile and photo.
+(export.cached_onnx: one export per weights, options and versions; a cached file that
+ONNX Runtime cannot load is exported again) and keeps one InferenceSession per model,
+options and device, reused by every tile and photo.
 """
 
 from __future__ import annotations
@@ -140,12 +141,19 @@ def onnxruntime_runner(model: NRKNet, spec: RunSpec) -> Runner:
 
     device = torch.device(spec.device)
     half = spec.half and device.type == "cuda"
-    path, _ = cached_onnx(model, ExportOptions(defocus_map=spec.defocus_map, coefficients=spec.coefficients, half=half))
+    export = ExportOptions(defocus_map=spec.defocus_map, coefficients=spec.coefficients, half=half)
+    path, exported = cached_onnx(model, export)
     if device.type == "cuda":
         providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    runtime_graph = ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
+    try:
+        runtime_graph = ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
+    except Exception:  # ONNX Runtime's own error classes: a cached file cut short or damaged on disk
+        if exported:
+            raise
+        path, _ = cached_onnx(model, export, rebuild=True)  # exported afresh, then loaded as any other
+        runtime_graph = ort.InferenceSession(str(path), sess_options=session_options(), providers=providers)
     dtype = np.float16 if half else np.float32
     m = model.config.multiple
 

@@ -213,17 +213,21 @@ def checkpoint_step(run_dir: str | os.PathLike) -> int:
     return load_checkpoint(path)["step"] if path.exists() else 0
 
 
+# the signals that stop a run cleanly (cli/common.py): Ctrl-C, SIGTERM and, where there is one, SIGHUP
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
 def leave_signals_to_the_main_process(worker_id: int) -> None:
-    """A data worker ignores Ctrl-C and SIGTERM: sent to the whole process group (a terminal,
-    `kill -- -PGID`, a scheduler), they would otherwise end the workers first and the run
-    with a traceback instead of its own clean stop. The main process ends the workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """A data worker ignores Ctrl-C, SIGTERM and SIGHUP: sent to the whole process group (a
+    terminal, `kill -- -PGID`, a scheduler), they would otherwise end the workers first and
+    the run with a traceback instead of its own clean stop. The main process ends the workers."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then raise a held one through the
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then raise a held one through the
     handler that was in place. For work a signal must not cut in two: a data worker hands a
     batch over in several exchanges (cut, the worker prints a traceback), and torch.save
     cut mid-write raises an unrelated error or aborts the process as its writer closes.
@@ -234,7 +238,7 @@ def signals_held() -> Iterator[None]:
         return
     held: list[int] = []
     previous = {s: signal.signal(s, lambda signum, frame: held.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
+                for s in STOP_SIGNALS}
     try:
         yield
     finally:

@@ -76,6 +76,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> N
     except (SafetensorError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0]
         raise WeightsError(f"{path}: weights do not match their config ({first})") from None
+    damaged = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if damaged:  # a NaN would turn every output pixel black, without any error
+        raise WeightsError(f"{path}: {damaged[0]} holds non-finite values (NaN or infinity); the file is damaged")
     return model.to(device).eval()
 
 

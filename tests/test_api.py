@@ -135,3 +135,42 @@ def test_deblur_file_is_what_the_command_line_writes(tmp_path, weights, deblurre
     assert (tmp_path / "maps" / "in_defocus.tiff").is_file()
     with pytest.raises(nrkdeblur.api.ImageError, match="cannot write .xyz"):
         deblurrer.deblur_file(src, tmp_path / "x.xyz")
+
+
+def test_linear_pixels_are_srgb_encoded_for_the_network_and_decoded_back(deblurrer, weights):
+    from nrkdeblur.srgb import linear_to_srgb, srgb_to_linear
+
+    a = RNG.random((40, 56, 3)).astype(np.float32)
+    got = deblurrer.deblur(a, linear=True)
+    want = srgb_to_linear(deblur(load_model(weights), linear_to_srgb(a)).image)  # decoding clips to [0, 1]
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(got - deblurrer.deblur(a)).max() > 0.05  # not what the network gives the pixels as sRGB
+
+
+def test_bad_values_types_and_empty_images_are_refused_before_any_work(deblurrer, monkeypatch):
+    import torch
+
+    import nrkdeblur.api as api
+
+    def ran(*args, **kwargs):
+        raise AssertionError("the network ran on an image that must be refused first")
+
+    monkeypatch.setattr(api, "deblur", ran)
+    a = RNG.random((40, 56, 3))
+    for value in (np.nan, np.inf):
+        bad = a.copy()
+        bad[3, 4, 1] = value
+        with pytest.raises(ValueError, match="^image holds NaN or infinite values$"):
+            deblurrer.deblur(bad)
+    with pytest.raises(ValueError, match=r"^a float image must be in \[0, 1\], this one spans 0 to 255 "):
+        deblurrer.deblur(np.linspace(0, 255, 40 * 56 * 3).reshape(40, 56, 3))
+    out_of_range = a.copy()
+    out_of_range[0, 0, :2] = -0.25, 1.5
+    with pytest.raises(ValueError, match=r"spans -0.25 to 1.5 "):
+        deblurrer.deblur(out_of_range)
+    for kind, image in (("list", a.tolist()), ("torch.Tensor", torch.from_numpy(a))):
+        with pytest.raises(TypeError, match=f"^image must be a numpy array or a PIL image, not {kind}$"):
+            deblurrer.deblur(image)
+    for empty in (np.zeros((0, 56, 3), np.uint8), np.zeros((40, 0)), Image.new("RGB", (0, 0))):
+        with pytest.raises(ValueError, match=r"^image is empty \("):
+            deblurrer.deblur(empty)

@@ -376,8 +376,11 @@ main(sys.argv[1:])
 
 
 @pytest.mark.parametrize("sig, code, message", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
-                                                (signal.SIGINT, 130, "interrupted")])
+                                                (signal.SIGINT, 130, "interrupted"),
+                                                (getattr(signal, "SIGHUP", None), 129, "hung up (SIGHUP")])
 def test_a_signal_mid_write_leaves_nothing_behind(tmp_path, weights, sig, code, message):
+    if sig is None:
+        pytest.skip("no SIGHUP on this system")
     src = photo(tmp_path / "in.png")
     out = tmp_path / "out"
     # the child gets Ctrl-C's default action even where this test runs in a background job, which ignores SIGINT
@@ -438,7 +441,22 @@ def test_every_exit_code(tmp_path, weights, monkeypatch):
     assert r.exit_code == 130 and "interrupted" in r.stderr and "Aborted" not in r.output
     assert signal.getsignal(signal.SIGTERM) is handler  # the command's handler is put back
     helps = run("--help").output + run("deblur", "--help").output
-    assert all(f"{code} " in helps for code in (0, 1, 2, 130, 143)) and "Exit status" in helps
+    assert all(f"{code} " in helps for code in (0, 1, 2, 129, 130, 143)) and "Exit status" in helps
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_a_hang_up_ignored_by_nohup_stays_ignored(tmp_path, weights, monkeypatch):
+    import nrkdeblur.pipeline as pipeline
+
+    seen = []
+    real = pipeline.process_one
+    monkeypatch.setattr(pipeline, "process_one", lambda *a: seen.append(signal.getsignal(signal.SIGHUP)) or real(*a))
+    inherited = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as `nohup nrkdeblur ...` starts it
+    try:
+        assert run(photo(tmp_path / "in.png"), "--weights", weights).exit_code == 0
+        assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, inherited)
 
 
 def test_strength_zero_returns_the_input(tmp_path, weights):

@@ -221,7 +221,7 @@ def test_soft_source_softens_only_the_target_background() -> None:
     soft = soften_background(image, surface, 3.0)
     assert np.abs(soft[:6, :6] - image[:6, :6]).mean() > 0.1  # the background lost its texture
     np.testing.assert_allclose(soft[28:36, 28:36], image[28:36, 28:36], atol=1e-3)  # the object kept it
-    # in render_pair the softened photo becomes the target; p = 0 keeps the old random stream
+    # in render_pair the softened photo becomes the target (p = 0: test_p_zero_draws_nothing...)
     photo = rng.uniform(0.1, 0.9, (48, 48, 3)).astype(np.float32)
     plain = render_pair(photo, np.random.default_rng(5), CLEAN)
     softened = render_pair(photo, np.random.default_rng(5), replace(CLEAN, p_soft_source=1.0))
@@ -249,9 +249,23 @@ def test_highlights_clip_into_bright_discs_after_the_blur() -> None:
     photo[20:24, 20:24] = 0.97
     plain_pair = render_pair(photo, np.random.default_rng(5), CLEAN)
     lit = render_pair(photo, np.random.default_rng(5), replace(CLEAN, p_highlights=1.0))
-    np.testing.assert_array_equal(plain_pair.sharp, photo)  # p = 0 keeps the old random stream
+    np.testing.assert_array_equal(plain_pair.sharp, photo)
     changed = np.abs(lit.sharp - photo) > 1e-4
     assert changed[20:24, 20:24].all() and np.all(srgb_to_linear(photo)[changed] > 0.7)
+
+
+@pytest.mark.parametrize("share", ["p_soft_source", "p_highlights", "p_high_iso"])
+def test_p_zero_draws_nothing_so_older_recipes_render_as_before(share: str) -> None:
+    """A share above 0 must draw one number to decide, even where it never fires (1e-12);
+    a share of 0 must draw none, so a render without the option leaves its stream one
+    number behind, whatever the rest of the renderer draws."""
+    photo = np.random.default_rng(4).uniform(0.1, 0.9, (48, 48, 3)).astype(np.float32)
+    without, tiny = np.random.default_rng(5), np.random.default_rng(5)
+    a = render_pair(photo, without, CLEAN)
+    b = render_pair(photo, tiny, replace(CLEAN, **{share: 1e-12}))
+    np.testing.assert_array_equal(a.blurry, b.blurry)  # it never fired, and CLEAN draws no noise
+    without.random()  # the one number the share above 0 drew
+    assert without.random() == tiny.random()
 
 
 def test_high_iso_samples_are_noisier_and_the_default_renders_as_before() -> None:

@@ -202,11 +202,15 @@ def test_map_scores_rank_correlation_and_error_in_pixels():
 
 
 def test_eval_scores_sets_worst_image_and_defocus_map(tmp_path):
-    """A set folder with radius/ gets the map scored; the summary names the worst image."""
+    """A set folder with radius/ gets the map scored, each score recomputed here from the
+    network's map and the true radius; the summary names the worst image, not the best."""
+    from scipy.stats import spearmanr
+
     from nrkdeblur.config import NRKConfig
-    from nrkdeblur.data import RenderSettings, write_frozen_set
+    from nrkdeblur.data import RenderSettings, read_radius_map, write_frozen_set
+    from nrkdeblur.inference import deblur
     from nrkdeblur.model import NRKNet
-    from nrkdeblur.weights import save_weights
+    from nrkdeblur.weights import load_model, save_weights
 
     rng = np.random.default_rng(2)
     src = tmp_path / "src"
@@ -215,17 +219,56 @@ def test_eval_scores_sets_worst_image_and_defocus_map(tmp_path):
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(src / f"s{i}.png")
     write_frozen_set(sorted(src.glob("*.png")), tmp_path / "set", seed=3, settings=RenderSettings(max_coc_radius=4))
     weights = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
     save_weights(NRKNet(NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum")), weights)
     r = CliRunner().invoke(main, ["eval", str(tmp_path / "set"), "--weights", str(weights), "--json",
-                                  str(tmp_path / "s.json")])
+                                  str(tmp_path / "s.json"), "--summary-only"])
     assert r.exit_code == 0, r.output
     rows = json.loads((tmp_path / "s.json").read_text())
     assert [row["set"] for row in rows] == ["set"] * 4 and rows[-1]["name"] == "mean"
-    assert all(row["map_mae"] is not None and row["map_mae"] >= 0 for row in rows)
-    worst = min(rows[:-1], key=lambda row: row["psnr_out"] - row["psnr_in"])
-    assert "worst" in r.stdout and worst["name"] in r.stdout
+    model = load_model(weights)
+    for row in rows[:-1]:
+        blurry = np.asarray(Image.open(tmp_path / "set" / "blur" / f"{row['name']}.png"), dtype=np.float32) / 255
+        pred = deblur(model, blurry, defocus_map=True).defocus_map.astype(np.float64).ravel()
+        true = read_radius_map(tmp_path / "set" / "radius" / f"{row['name']}.tiff").astype(np.float64).ravel()
+        if np.ptp(true) == 0:  # one image is in focus everywhere: nothing to rank
+            assert row["map_spearman"] is None
+        else:
+            assert row["map_spearman"] == pytest.approx(spearmanr(pred, true).statistic, abs=1e-6)
+        assert row["map_mae"] == pytest.approx(np.abs(pred - true).mean(), abs=1e-6)
+    ranked = [row["map_spearman"] for row in rows[:-1] if row["map_spearman"] is not None]
+    assert len(ranked) == 2 and rows[-1]["map_spearman"] == pytest.approx(np.mean(ranked))
+    gains = sorted((row["psnr_out"] - row["psnr_in"], row["name"]) for row in rows[:-1])
+    assert gains[0][0] < gains[-1][0] - 0.01  # a worst and a best to tell apart
+    summary = r.stdout.split("Per set")[1]  # --summary-only: no per-image table names them
+    assert gains[0][1] in summary and f"{gains[0][0]:+.2f}" in summary and gains[-1][1] not in summary
     r = CliRunner().invoke(main, ["eval", str(tmp_path / "set"), str(tmp_path / "set"), str(tmp_path / "src")])
     assert r.exit_code == 2 and "evaluation sets" in r.output  # neither sets nor one pair
+
+
+def test_eval_strength_blends_input_and_output_as_deblurring_does(tmp_path):
+    from test_inference import PLAIN, acting
+
+    from nrkdeblur.evaluate import to_uint8
+    from nrkdeblur.inference import deblur
+    from nrkdeblur.weights import save_weights
+
+    model = acting(PLAIN)
+    save_weights(model, tmp_path / "w.safetensors")
+    blur, sharp = pairs(tmp_path, n=2)
+    scores = {}
+    for strength in ("0", "0.5"):
+        r = CliRunner().invoke(main, ["eval", str(blur), str(sharp), "--weights", str(tmp_path / "w.safetensors"),
+                                      "--strength", strength, "--json", str(tmp_path / "s.json")])
+        assert r.exit_code == 0, r.output
+        scores[strength] = json.loads((tmp_path / "s.json").read_text())
+    for none, half in zip(scores["0"][:2], scores["0.5"][:2]):
+        assert none["psnr_out"] == none["psnr_in"]  # strength 0: the input itself
+        b = np.asarray(Image.open(blur / f"{half['name']}.png")).astype(np.float32) / 255
+        s = np.asarray(Image.open(sharp / f"{half['name']}.png"))
+        full = deblur(model, b).image
+        assert psnr(to_uint8(full), s) - psnr(to_uint8(b), s) < -0.5  # the network's change is large here
+        assert half["psnr_out"] == pytest.approx(psnr(to_uint8((b + full) / 2), s), abs=0.01)
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -110,30 +110,43 @@ def test_channels_last_inference_gives_the_same_numbers():
 
 
 def test_the_focus_head_blends_input_and_network_and_measures_the_blur():
-    """Z' = Y + keep (Z - Y) with keep in (0, 2), and the map is relu(r_K + delta), rebuilt
-    from the head's own layers."""
+    """Z' = Y + keep (Z - Y) with keep = 2 sigmoid(c) in (0, 2), and the map relu(r_K + delta):
+    (delta, c) computed here from the head's weights as its docstring defines them, never by
+    calling the head."""
     torch.manual_seed(3)
     config = dataclasses.replace(TINY, identity_start=False, focus_width=6)
     model = NRKNet(config).eval()
+    head = model.focus
+
+    def conv3x3(x, conv):  # the head's convolutions reflect-pad by one pixel
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight, conv.bias)
+
     with torch.no_grad():
-        for p in model.focus.parameters():
+        for p in head.parameters():
             p.add_(0.3 * torch.randn_like(p))
         x = torch.rand(1, 3, 32, 48)
+        feats = []  # the U-Net's features per scale, coarse to fine
+        hook = model.unet.register_forward_hook(lambda m, i, o: feats.append(o))
         out = model(x, return_gamma=True)
+        hook.remove()
         plain = NRKNet(dataclasses.replace(config, focus_width=0)).eval()
         plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("focus.")})
         z = plain(x).image
-        squares = model.kernel_squares(out.gammas)
+        squares = model.kernel_squares(out.gammas)  # q_t, input px^2
         r_k = model.kernel_radius(out.gammas, x.shape[-2:])
-        feats = []  # the U-Net's features per scale, coarse to fine
-        model.unet.register_forward_hook(lambda m, i, o: feats.append(o))
-        model(x)
-        radius, keep = model.focus(feats, squares, r_k, z - x)
+        h = F.conv2d(torch.log(1e-5 + (z - x).square().mean(1, keepdim=True)), head.change.weight, head.change.bias)
+        for t, (f, q) in enumerate(zip(feats, squares)):
+            scale = F.conv2d(torch.cat([f, torch.log1p(q)], dim=1), head.project[t].weight, head.project[t].bias)
+            h = h + F.interpolate(scale, scale_factor=2.0 ** (2 - t), mode="bilinear")
+        for conv in head.body:
+            h = conv3x3(F.relu(h), conv)
+        delta, c = conv3x3(F.relu(h), head.out).split(1, dim=1)
+        keep = 2 * torch.sigmoid(c)
     assert 0 < keep.min() < 0.99 and 1.01 < keep.max() < 2  # it holds back somewhere, goes further elsewhere
-    torch.testing.assert_close(out.image, x + keep * (z - x), atol=1e-6, rtol=0)
-    torch.testing.assert_close(out.radius, radius)
-    assert torch.equal(model.defocus_map(out, x.shape[-2:]), out.radius) and (out.radius >= 0).all()
-    assert not torch.allclose(out.radius, r_k)
+    torch.testing.assert_close(out.image, x + keep * (z - x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.radius, F.relu(r_k + delta), atol=1e-4, rtol=1e-5)
+    assert (delta < -r_k).any() and (delta.abs() > 0.1).any()  # the relu and delta both matter here
+    assert torch.equal(model.defocus_map(out, x.shape[-2:]), out.radius)
 
 
 def test_the_focus_head_still_learns_where_it_keeps_more_than_the_change():

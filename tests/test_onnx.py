@@ -123,3 +123,49 @@ def test_onnxruntime_on_cuda_without_its_cuda_build_is_refused(monkeypatch):
         resolve_backend("onnxruntime", torch.device("cuda"))
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert resolve_backend("onnxruntime", torch.device("cuda")) == "onnxruntime"
+
+
+def test_the_backend_option_runs_onnxruntime_once_per_tile_and_torch_not_at_all(tmp_path, weights, monkeypatch):
+    """The agreement with torch above would hold if torch ran instead: count who runs."""
+    import nrkdeblur.runtime as runtime
+
+    graph_runs, torch_tiles = [], []
+    session_run, torch_forward = ort.InferenceSession.run, runtime.forward_maps
+    monkeypatch.setattr(ort.InferenceSession, "run", lambda self, *a, **k: graph_runs.append(1) or session_run(self, *a, **k))
+    monkeypatch.setattr(runtime, "forward_maps", lambda *a, **k: torch_tiles.append(1) or torch_forward(*a, **k))
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (64, 800, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    tiles = ["--tile", 384, "--tile-overlap", 64]  # three tiles across
+    r = run(tmp_path / "in.png", "-o", tmp_path / "ort.png", "--backend", "onnxruntime", *tiles, "--weights", weights)
+    assert r.exit_code == 0, r.output
+    assert len(graph_runs) == 3 and torch_tiles == []
+    r = run(tmp_path / "in.png", "-o", tmp_path / "torch.png", "--backend", "torch", *tiles, "--weights", weights)
+    assert r.exit_code == 0 and len(graph_runs) == 3 and len(torch_tiles) == 3
+
+
+def test_the_cache_keeps_one_export_per_set_of_outputs():
+    """An export without the map must not serve a later call that asks for it."""
+    model = tiny_model(FOCUS, seed=4)
+    plain, _ = cached_onnx(model)
+    with_map, exported = cached_onnx(model, ExportOptions(defocus_map=True))
+    assert exported and with_map != plain
+    assert [o.name for o in onnx.load(str(with_map)).graph.output] == ["image", "defocus_map"]
+    pixels = np.random.default_rng(2).random((40, 56, 3), dtype=np.float32)
+    deblur(model, pixels, InferenceOptions(backend="onnxruntime"))  # the image alone first
+    got = deblur(model, pixels, InferenceOptions(backend="onnxruntime"), defocus_map=True)
+    want = deblur(model, pixels, InferenceOptions(backend="torch"), defocus_map=True)
+    assert np.abs(got.defocus_map - want.defocus_map).max() < 1e-4 and np.ptp(want.defocus_map) > 0.1
+
+
+def test_a_damaged_cached_export_is_exported_again(tmp_path, weights, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (45, 67, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    command = [tmp_path / "in.png", "--backend", "onnxruntime", "-q", "--weights", weights, "-o"]
+    assert run(*command, tmp_path / "first.png").exit_code == 0
+    (cached,) = (tmp_path / "cache").iterdir()
+    whole = cached.read_bytes()
+    cached.write_bytes(whole[: len(whole) // 2])  # as a full disk or a killed copy leaves it
+    r = run(*command, tmp_path / "again.png")
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached.name] and cached.stat().st_size == len(whole)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(tmp_path / "first.png")))

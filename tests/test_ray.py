@@ -1,8 +1,13 @@
-"""`--engine ray` on a real local Ray instance (2 CPUs, started once for this file)."""
+"""`--engine ray` on a real Ray cluster of two nodes on this machine (ray.cluster_utils.Cluster,
+one CPU each, started once for this file): the local engine's outputs, with default and
+non-default options, and with workers killed mid-photo."""
 
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -12,55 +17,106 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 
+from ray.cluster_utils import Cluster  # noqa: E402
+
 import nrkdeblur  # noqa: E402
 from nrkdeblur.cluster import ClusterError, Placement, place  # noqa: E402
 from nrkdeblur.imageio import Photo, read_photo, write_photo  # noqa: E402
 from nrkdeblur.pipeline import DeblurOptions  # noqa: E402
-from test_cli import photo, run, weights  # noqa: E402,F401  (weights: the tiny model fixture)
+from test_cli import REPO, photo, run, weights  # noqa: E402,F401  (weights: the tiny model fixture)
 from test_imageio import exif_with, read_exif  # noqa: E402
 
+PACKAGE_ROOT = str(Path(nrkdeblur.__file__).parents[1])  # the workers import the nrkdeblur under test
 
-def dying_workers(marker_dir: str):
-    """A worker process setup hook: in every Ray worker, process_one exits the process
-    (as a kill or the OOM killer would) on photos named poison*, always, and on flaky*,
-    the first time only. Only photos with these names are touched."""
+
+def worker_hooks(marker_dir: str):
+    """A worker process setup hook. In every Ray worker, the process exits (as a kill or the
+    OOM killer would) on photos named poison*, always, and on flaky*, the first time only,
+    as process_one starts; on midway*, the first time only, at the photo's second tile.
+    Every tiled run and every run of an ONNX Runtime InferenceSession is written, one line each, to a
+    file in marker_dir: "NAME tiled HxW OVERLAP" and "NAME onnxruntime"."""
 
     def hook():
+        import nrkdeblur.inference as inference
         import nrkdeblur.pipeline as pipeline
 
-        real = pipeline.process_one
+        log, current = Path(marker_dir) / f"calls-{os.getpid()}.txt", [""]
+
+        def note(line: str) -> None:
+            with open(log, "a") as f:
+                f.write(f"{current[0]} {line}\n")
+
+        def first_time(name: str) -> bool:
+            marker = Path(marker_dir) / name
+            if marker.exists():
+                return False
+            marker.touch()
+            return True
+
+        real_one, real_tiled = pipeline.process_one, inference.run_tiled
 
         def process_one(model, job, options, report):
-            name = job.source.name
-            if name.startswith("poison"):
+            current[0] = name = job.source.name
+            if name.startswith("poison") or (name.startswith("flaky") and first_time(name)):
                 os._exit(1)
-            if name.startswith("flaky"):
-                marker = Path(marker_dir) / name
-                if not marker.exists():
-                    marker.touch()
-                    os._exit(1)
-            return real(model, job, options, report)
+            return real_one(model, job, options, report)
 
-        pipeline.process_one = process_one
+        def run_tiled(fn, x, tile, overlap, *args, **kwargs):
+            note(f"tiled {tile[0]}x{tile[1]} {overlap}")
+            tiles = []
+
+            def each(t):
+                tiles.append(t)
+                if len(tiles) == 2 and current[0].startswith("midway") and first_time(current[0]):
+                    os._exit(1)
+                return fn(t)
+
+            return real_tiled(each, x, tile, overlap, *args, **kwargs)
+
+        pipeline.process_one, inference.run_tiled = process_one, run_tiled
+        import onnxruntime
+
+        session_run = onnxruntime.InferenceSession.run
+
+        def run_session(self, *args, **kwargs):
+            note("onnxruntime")
+            return session_run(self, *args, **kwargs)
+
+        onnxruntime.InferenceSession.run = run_session
 
     return hook
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray(tmp_path_factory):
+def two_nodes(tmp_path_factory):
+    """The cluster, its driver connected; yields the folder of the workers' notes."""
     markers = tmp_path_factory.mktemp("markers")
-    package_root = str(Path(nrkdeblur.__file__).parents[1])  # the workers import the nrkdeblur under test
-    before = os.environ.get("RAY_worker_niceness")
-    os.environ["RAY_worker_niceness"] = "0"  # as the engine's own local instance: not starved on a busy machine
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"worker_process_setup_hook": dying_workers(str(markers)),
-                          "env_vars": {"PYTHONPATH": package_root}})
-    yield
-    ray.shutdown()
-    if before is None:
-        del os.environ["RAY_worker_niceness"]
-    else:
-        os.environ["RAY_worker_niceness"] = before
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_worker_niceness", "0")  # as the engine's own local instance: not starved on a busy machine
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports, which look for a Prometheus server at exit
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            workers_env = {"PYTHONPATH": PACKAGE_ROOT,
+                           "NRKDEBLUR_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "onnx-cache")}
+            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR",
+                     runtime_env={"worker_process_setup_hook": worker_hooks(str(markers)), "env_vars": workers_env})
+            assert [n["Resources"]["CPU"] for n in ray.nodes() if n["Alive"]] == [1.0, 1.0]
+            yield markers
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+
+
+def notes(markers: Path) -> dict[str, list[str]]:
+    """What the workers noted, by photo name, in the order each worker ran it."""
+    by_name: dict[str, list[str]] = {}
+    for log in sorted(markers.glob("calls-*.txt")):
+        for line in log.read_text().splitlines():
+            name, what = line.split(" ", 1)
+            by_name.setdefault(name, []).append(what)
+    return by_name
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +220,46 @@ def test_a_dead_worker_costs_only_its_photo(tmp_path, weights):
     tail = r.stderr.split("1 failed:")[1]
     assert f"{tmp_path / 'in' / 'poison.png'}: its worker died 3 times" in tail
     assert "Traceback" not in r.output and r.stdout == ""
+
+
+def test_non_default_options_and_a_worker_killed_mid_photo_give_the_local_engines_outputs(tmp_path, two_nodes):
+    """Every option reaches the workers: the outputs match the local engine's (format,
+    JPEG tables, pixels), and the workers' notes show each photo tiled as asked and run
+    by ONNX Runtime once per tile; the photo whose worker died at its second tile is run
+    again whole on a new worker."""
+    from test_inference import PLAIN, acting
+
+    from nrkdeblur.weights import save_weights
+
+    save_weights(acting(PLAIN), tmp_path / "w.safetensors")
+    (tmp_path / "in").mkdir()
+    for seed, name in enumerate(("a.png", "midway.png", "c.png")):
+        photo(tmp_path / "in" / name, size=(64, 800), seed=seed)  # three tiles of 384 with an overlap of 64
+    options = ["--format", "jpeg", "--quality", 60, "--tile", 384, "--tile-overlap", 64, "--strength", 0.5,
+               "--linear", "--backend", "onnxruntime", "--weights", tmp_path / "w.safetensors"]
+    local = run(tmp_path / "in", "-o", tmp_path / "local", *options)
+    remote = run(tmp_path / "in", "-o", tmp_path / "ray", *options, "--engine", "ray", "--workers", 2)
+    assert local.exit_code == remote.exit_code == 0, remote.output
+    assert "3 done, 0 skipped, 0 failed" in remote.stderr
+    assert files(tmp_path / "ray") == files(tmp_path / "local") == ["a.jpg", "c.jpg", "midway.jpg"]
+    for name in files(tmp_path / "local"):
+        with Image.open(tmp_path / "local" / name) as a, Image.open(tmp_path / "ray" / name) as b:
+            assert a.format == b.format == "JPEG" and a.quantization == b.quantization  # --quality 60
+            assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 2, name
+    seen = notes(two_nodes)
+    for name in ("a.png", "c.png"):
+        assert seen[name] == ["tiled 384x384 64"] + ["onnxruntime"] * 3
+    assert sorted(seen["midway.png"]) == ["onnxruntime"] * 4 + ["tiled 384x384 64"] * 2  # 1 tile, then 3
+
+
+def test_a_wrong_ray_address_fails_within_seconds_naming_it(tmp_path, weights):
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "nrkdeblur", str(photo(tmp_path / "in.png")), "--weights", str(weights),
+                        "--engine", "ray", "--ray-address", "127.0.0.1:1"], capture_output=True, text=True,
+                       cwd=REPO, timeout=60, env={**os.environ, "PYTHONPATH": PACKAGE_ROOT})
+    assert r.returncode == 1 and "cannot join the Ray cluster at 127.0.0.1:1: connection refused" in r.stderr, r.stderr
+    assert time.monotonic() - start < 30 and "Traceback" not in r.stderr
+    assert not (tmp_path / "in_sharp.png").exists()
 
 
 def test_workers_are_sized_to_the_cluster():

@@ -70,6 +70,32 @@ def test_corrupt_and_missing_files_are_errors(tmp_path):
         load_model(tmp_path / "nope.safetensors")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_weights_damaged_into_non_finite_values_are_refused_in_one_line(tmp_path, value):
+    """A NaN written over a tensor's bytes, as a bad disk or copy would, turned every pixel black."""
+    import struct
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from nrkdeblur.cli import main
+
+    path = tmp_path / "w.safetensors"
+    save_weights(NRKNet(TINY), path)
+    data = bytearray(path.read_bytes())
+    header_size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + header_size])
+    begin = 8 + header_size + header["unet.enc2.0.conv1.weight"]["data_offsets"][0]
+    data[begin + 40 : begin + 44] = struct.pack("<f", value)
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="unet.enc2.0.conv1.weight holds non-finite values"):
+        load_model(path)
+    Image.new("RGB", (24, 16), "grey").save(tmp_path / "in.png")
+    r = CliRunner().invoke(main, [str(tmp_path / "in.png"), "--weights", str(path)])
+    assert r.exit_code == 1 and "non-finite values (NaN or infinity); the file is damaged" in r.stderr
+    assert "Traceback" not in r.output and not (tmp_path / "in_sharp.png").exists()
+
+
 def test_foreign_checkpoint_is_refused(tmp_path):
     src = tmp_path / "other.pth"
     torch.save({"conv.weight": torch.zeros(3, 3, 1, 1)}, src)

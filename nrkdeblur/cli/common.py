@@ -26,6 +26,7 @@ console = Console(stderr=True, soft_wrap=True)  # one message, one line: never w
 
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+EXIT_HUNG_UP = 128 + 1  # 129: SIGHUP, which Windows does not have
 EXIT_STATUS = f"""\b
 Exit status:
   0    all done (or nothing left to do)
@@ -33,7 +34,12 @@ Exit status:
   2    usage error: a bad option, argument or combination of them
   {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C); files finished so far are complete, none half-written
   {EXIT_TERMINATED:<4} terminated by SIGTERM (kill, timeout, a scheduler), cleaned up as for Ctrl-C
+  {EXIT_HUNG_UP:<4} its terminal was closed (SIGHUP), cleaned up as for Ctrl-C
 """
+# the signals that end a command as Ctrl-C does: (exit status, what the last line says)
+ENDINGS = {signal.SIGTERM: (EXIT_TERMINATED, "terminated (SIGTERM)")}
+if hasattr(signal, "SIGHUP"):
+    ENDINGS[signal.SIGHUP] = (EXIT_HUNG_UP, "hung up (SIGHUP: the terminal was closed)")
 
 LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sRGB: they are "
                "sRGB-encoded for the network and its output is decoded back to linear. Not for "
@@ -41,32 +47,39 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it unwinds as for Ctrl-C."""
+    """SIGTERM or SIGHUP, raised where the program is, so that it unwinds as for Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """Handle SIGTERM like SIGINT, and end either with one line and exit status 130 / 143.
+    """Handle SIGTERM and SIGHUP like SIGINT, and end with one line and exit status 130,
+    143 or 129 (EXIT_STATUS).
 
-    While the command runs, SIGTERM raises Terminated (a KeyboardInterrupt) in the main
-    thread, so every `finally` and atomic_write's clean-up runs before the exit.
+    While the command runs, either signal raises Terminated (a KeyboardInterrupt) in the
+    main thread, so every `finally` and atomic_write's clean-up runs before the exit.
     """
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        # a signal ignored already stays ignored: `nohup nrkdeblur ...` outlives its terminal
+        previous = {s: signal.signal(s, _raise_terminated) for s in ENDINGS
+                    if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, Terminated)
-        console.print("terminated (SIGTERM)" if terminated else "interrupted", style="red", highlight=False)
-        raise click.exceptions.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+        code, line = ENDINGS[e.signum] if isinstance(e, Terminated) else (EXIT_INTERRUPTED, "interrupted")
+        console.print(line, style="red", highlight=False)
+        raise click.exceptions.Exit(code) from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """The `nrkdeblur` group: `deblur` is its default command; every command runs under
-`interruptible` (Ctrl-C and SIGTERM end with exit status 130 and 143)."""
+`interruptible` (Ctrl-C, SIGTERM and SIGHUP end with exit status 130, 143 and 129)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .common import EXIT_STATUS, interruptible
 class DefaultGroup(click.Group):
     """A group whose default command is `deblur`: `nrkdeblur photo.jpg` = `nrkdeblur deblur photo.jpg`.
 
-    Runs every command under `interruptible`: Ctrl-C and SIGTERM exit with 130 and 143.
+    Runs every command under `interruptible`: Ctrl-C, SIGTERM and SIGHUP exit with 130, 143 and 129.
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
