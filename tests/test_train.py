@@ -16,7 +16,6 @@ from PIL import Image
 from nrkdeblur.config import NRKConfig, preset
 from nrkdeblur.model import NRKNet
 from nrkdeblur.data import RenderSettings, SyntheticDefocus, write_frozen_set
-from nrkdeblur.errors import NrkdeblurError
 from nrkdeblur.recipe import Recipe
 from nrkdeblur.settings import override
 from nrkdeblur.train import load_checkpoint, train
