@@ -31,6 +31,7 @@ from .levels import bits_of, from_levels, to_levels
 from .model import NRKNet
 from .pipeline import (DeblurOptions, SilentReport, Summary, open_default_weights, output_folders, process_batch,
                        process_one)
+from .restraint import mask_from_array, read_mask
 from .settings import override
 
 _KEEP_INFO = ("icc_profile", "exif", "dpi")  # what a PIL image gets back of its metadata
@@ -48,7 +49,7 @@ class Deblurrer:
         self.options = options
 
     def deblur(self, image, strength: float = 1.0, tile: int | None = None, defocus_map: bool = False,
-               linear: bool = False):
+               linear: bool = False, protect: float | None = None, mask=None):
         """Deblur a photo given as a numpy array or a PIL image.
 
         image: numpy array HxW, HxWx1 (grey), HxWx3 (RGB), HxWx2 or HxWx4 (the last channel
@@ -60,6 +61,9 @@ class Deblurrer:
         tile: tile side in pixels, at least MIN_TILE (384); None chooses from the memory free.
         defocus_map: also return the defocus scale, an HxW float32 array in pixels.
         linear: the pixels are linear light rather than sRGB (pipeline.DeblurOptions).
+        protect: leave regions whose measured blur exceeds this many px as they are (--protect).
+        mask: where to deblur, white to black (--mask): a file path, a PIL image or an array
+            HxW or HxWxC (bool, uint8, uint16 or float 0..1; RGB read as grey), the image's size.
         Returns the deblurred image, or (image, defocus map) with defocus_map.
         """
         if not isinstance(image, (np.ndarray, Image.Image)):
@@ -68,7 +72,8 @@ class Deblurrer:
             raise TypeError(f"image must be a numpy array or a PIL image, not {name}")
         if tile is not None and tile < MIN_TILE:
             raise ValueError(f"tile must be at least {MIN_TILE} pixels, not {tile}")
-        options = dataclasses.replace(self.options.inference, strength=strength, tile=tile, linear=linear)
+        options = dataclasses.replace(self.options.inference, strength=strength, tile=tile, linear=linear,
+                                      protect=protect, mask=None)
         if isinstance(image, Image.Image):
             color, alpha, bits = pil_samples(image)
             pixels = from_levels(color)
@@ -76,7 +81,7 @@ class Deblurrer:
             pixels, alpha, bits, restore_shape = _split_array(image)
         if pixels.size == 0:
             raise ValueError(f"image is empty ({pixels.shape[1]} x {pixels.shape[0]} pixels)")
-        result = deblur(self.model, pixels, options, defocus_map=defocus_map)
+        result = deblur(self.model, pixels, options, defocus_map=defocus_map, mask=_mask(mask))
         out = np.clip(result.image, 0.0, 1.0)
         if isinstance(image, Image.Image):
             restored = _to_pil(to_levels(out, bits), alpha, image)
@@ -92,7 +97,8 @@ class Deblurrer:
 
         dst: a file, a folder, or None for SRC's folder as NAME_sharp.EXT (batch.plan's
         rules). options: fields of pipeline.DeblurOptions named alone (strength, tile,
-        format, quality, overwrite, defocus_map_dir, coefficients_dir, linear ...). Raises
+        format, quality, overwrite, defocus_map_dir, coefficients_dir, linear, protect,
+        mask: a file path ...). Raises
         ImageError for a file that cannot be read or written, FileExistsError if the output
         exists and not overwrite.
         """
@@ -155,6 +161,18 @@ def report(inputs: str | os.PathLike | list[str | os.PathLike], output: str | os
                             engine)
     write_report(opts.output.report_page, summary, opts.output.defocus_map_dir, opts.inference.linear)
     return summary
+
+
+def _mask(mask) -> np.ndarray | None:
+    """Deblurrer.deblur's mask as restraint.py's HxW float32: from a path, a PIL image or an array."""
+    if mask is None:
+        return None
+    if isinstance(mask, (str, os.PathLike)):
+        return read_mask(mask)
+    if isinstance(mask, Image.Image):
+        color, _, _ = pil_samples(mask)
+        return mask_from_array(color)
+    return mask_from_array(mask)
 
 
 def _split_array(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int | None, tuple[int, ...]]:

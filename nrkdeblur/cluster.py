@@ -214,8 +214,9 @@ def dataset(ray, todo: list[Job], options: DeblurOptions, where: Placement):
     rows = [{"index": i, "source": str(job.source.absolute()), "output": str(job.output.absolute()),
              "relative": job.relative.as_posix()} for i, job in enumerate(todo)]
     flat = flatten(options)
-    absolute = {k: flat[k].absolute() for k in ("weights", "defocus_map_dir", "coefficients_dir", "report_page")
-                if flat[k] is not None}  # an actor's working folder is not the driver's
+    # every path setting (weights, mask, map folders, report page) made absolute: an actor's
+    # working folder is not the driver's
+    absolute = {k: v.absolute() for k, v in flat.items() if isinstance(v, Path)}
     worker_options = override(options, device=where.device, **absolute)
     context = ray.data.DataContext.get_current()
     context.max_errored_blocks = 0 if options.engine.debug else -1  # a photo whose retries ran out: reported below

@@ -3,7 +3,8 @@
 The model runs on the device its weights are on. Big photos are cut into overlapping tiles
 (tiling.py) whose size follows the memory available; each tile returns the deblurred
 pixels and, on request, the defocus-scale map and the coefficient maps, all blended the
-same way, so maps work with tiling too.
+same way, so maps work with tiling too. `--mask` and `--protect` keep part of the network's
+change per pixel (restraint.py), tile by tile.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from .errors import SettingsError
 from .model import NRKNet
+from .restraint import change_weight, check_protect, mask_tensor
 from .runtime import resolve_backend, runner_for
 from .srgb import linear_to_srgb, srgb_to_linear
 from .tiling import run_tiled, tile_size
@@ -44,6 +46,10 @@ class InferenceOptions:
         overlap: pixels shared by neighbouring tiles.
         linear: the pixels are linear light, not sRGB (see deblur).
         strength: 0 returns the input, 1 the network's output; in between blends them.
+        protect: leave regions whose measured blur exceeds this many px as they are, with a
+            smooth step below it (restraint.py); None deblurs every region.
+        mask: a grey mask file, white where to deblur, black where to keep the input (read
+            by pipeline.process_one; arrays go to deblur's `mask`); None: everywhere.
     """
 
     weights: Path | None = None
@@ -54,8 +60,15 @@ class InferenceOptions:
     overlap: int = DEFAULT_OVERLAP
     linear: bool = False
     strength: float = 1.0
+    protect: float | None = None
+    mask: Path | None = None
 
     def __post_init__(self) -> None:
+        check_protect(self.protect)
+        if self.mask is not None and not isinstance(self.mask, Path):
+            if not isinstance(self.mask, (str, os.PathLike)):
+                raise SettingsError("mask must be a file path here; Deblurrer.deblur also takes an array")
+            object.__setattr__(self, "mask", Path(self.mask))
         if not 0.0 <= self.strength <= 1.0:
             raise SettingsError(f"strength must be between 0 and 1, not {self.strength}")
         if self.overlap < 0:
@@ -174,38 +187,49 @@ def tiles_for(model: NRKNet, height: int, width: int, options: InferenceOptions)
 @torch.inference_mode()
 def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = InferenceOptions(),
            defocus_map: bool = False, coefficients: bool = False,
-           on_tile: Callable[[int, int], None] | None = None) -> Deblurred:
+           on_tile: Callable[[int, int], None] | None = None, mask: np.ndarray | None = None) -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3, on the model's device.
 
-    options (InferenceOptions): tiles, overlap, backend, half, linear and strength. Tiles:
-    options.tile, or chosen from the memory free (tiles_for). half: float16 on CUDA
+    options (InferenceOptions): tiles, overlap, backend, half, linear, strength and protect.
+    Tiles: options.tile, or chosen from the memory free (tiles_for). half: float16 on CUDA
     (ignored elsewhere). linear: the pixels are linear light, not sRGB; each tile is
     sRGB-encoded for the network, which was trained on sRGB photos, and its output decoded
-    back (then clipped to [0, 1]). strength: how much of the network's change to keep,
-    out = x + strength * (net(x) - x) (0: the input, 1: the network's output), blended in
-    the file's own space (linear when `linear`). backend: "torch", "onnxruntime" or "auto"
-    (runtime.py); the torch backend converts the model's weights to channels-last layout in
-    place (same numbers, faster convolutions: README, "Speed and memory"). defocus_map,
-    coefficients: also return those maps, tiled and blended like the image.
+    back (then clipped to [0, 1]). strength, protect and mask: how much of the network's
+    change to keep, out = x + k * strength * (net(x) - x) (restraint.py), blended in the
+    file's own space (linear when `linear`); mask: (H, W) float32 in [0, 1]
+    (restraint.read_mask, mask_from_array), cut into tiles with the photo as a fourth
+    channel (a copy of the photo); protect takes k from each tile's own defocus map.
+    backend: "torch", "onnxruntime" or "auto" (runtime.py); the torch backend converts the
+    model's weights to channels-last layout in place (same numbers, faster convolutions:
+    README, "Speed and memory"). defocus_map, coefficients: also return those maps, tiled
+    and blended like the image.
     """
+    if options.mask is not None and mask is None:
+        raise ValueError("options.mask names a file: read it (restraint.read_mask) and pass it as mask")
     H, W, C = pixels.shape
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
     if C == 1:
         x = x.expand(1, 3, H, W)
+    if mask is not None:  # the mask is cut with the tiles: channel 3
+        x = torch.cat([x, mask_tensor(mask, H, W)], dim=1)
 
-    linear, strength = options.linear, options.strength
+    linear, strength, protect = options.linear, options.strength, options.protect
+    with_map = defocus_map or protect is not None  # protect reads the map of the same forward pass
     tile, overlap = tiles_for(model, H, W, options)
-    forward = runner_for(model, options.backend, defocus_map, coefficients, options.half)  # one call per tile
+    forward = runner_for(model, options.backend, with_map, coefficients, options.half)  # one call per tile
 
     def fn(t: Tensor) -> Tensor:
-        source = t.float()
+        keep = t[:, 3:] if mask is not None else None
+        source = t[:, :3].float()
+        t = source
         if linear:
             t = torch.from_numpy(linear_to_srgb(t.numpy()))
         y = forward(t)
         if linear:
             y[:, :3] = torch.from_numpy(srgb_to_linear(y[:, :3].numpy()))
-        if strength != 1.0:
-            y[:, :3].sub_(source).mul_(strength).add_(source)
+        weight = change_weight(strength, keep, y[:, 3:4] if protect is not None else None, protect)
+        if not (isinstance(weight, float) and weight == 1.0):
+            y[:, :3].sub_(source).mul_(weight).add_(source)
         return y
 
     m = model.config.multiple
@@ -217,13 +241,18 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
     else:  # tiles start on the model's grid (multiples of m); border tiles pad as the whole would
         tile = (max(th // m * m, 2 * m), max(tw // m * m, 2 * m))
         y = run_tiled(fn, x, tile, overlap, on_tile, align=m)
+    return _split(y, model, C, with_map, defocus_map, coefficients)
+
+
+def _split(y: Tensor, model: NRKNet, channels: int, with_map: bool, defocus_map: bool,
+           coefficients: bool) -> Deblurred:
+    """deblur's result from the blended outputs y [1, 3 (+1 map) (+S*J), H, W]: the image
+    with the input's channels and the maps asked for (with_map: y holds the map)."""
     image = y[0, :3].permute(1, 2, 0).numpy()
-    if C == 1:
+    if channels == 1:
         image = image.mean(axis=2, keepdims=True)
-    k = 3
-    radius = None
-    if defocus_map:
-        radius, k = y[0, k].numpy(), k + 1
+    k = 3 + with_map
+    radius = y[0, 3].numpy() if defocus_map else None
     gammas = None
     if coefficients:
         J, S = model.config.num_atoms, model.config.num_scales

@@ -27,6 +27,7 @@ from .errors import SettingsError
 from .inference import InferenceOptions, deblur, resolve_device
 from .maps import atom_sheet, heatmap
 from .model import NRKNet
+from .restraint import read_mask, size_mismatch
 from .settings import override
 from .weights import CONFIG_KEY, WeightsError, default_weights, load_model
 
@@ -185,6 +186,8 @@ def process_jobs(inputs: list[Path], output: Path | None, options: DeblurOptions
     for folder in sorted(output_folders(jobs, options)):
         for path in remove_stale_temp_files(folder):
             report.note(f"removed {path}, left by an earlier run that was killed")
+    if options.inference.mask is not None and todo:  # a mask that cannot be read: refused before any work
+        read_mask(options.inference.mask)
     outcomes = engine(todo, options, report) if todo else iter(())
     report.start(len(todo))
     done, megapixels = 0, 0.0
@@ -231,10 +234,11 @@ def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report)
     start = time.perf_counter()
     photo = read_photo(job.source)
     H, W = photo.pixels.shape[:2]
+    mask = photo_mask(job, options.inference.mask, H, W)
     out = options.output
     defocus_map = out.defocus_map_dir is not None or out.report_page is not None
     result = deblur(model, photo.pixels, options.inference, defocus_map=defocus_map,
-                    coefficients=out.coefficients_dir is not None, on_tile=report.tile)
+                    coefficients=out.coefficients_dir is not None, on_tile=report.tile, mask=mask)
     stem = job.relative.with_suffix("")
     if out.defocus_map_dir is not None:  # maps first: the photo's output marks the job as done
         write_defocus_map(out.defocus_map_dir / stem.parent, stem.name, result.defocus_map)
@@ -253,6 +257,18 @@ def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report)
     if out.report_page is not None:
         save_record(out.report_page, job, record, time.perf_counter() - start)
     return H * W / 1e6
+
+
+def photo_mask(job: Job, path: Path | None, height: int, width: int) -> np.ndarray | None:
+    """--mask read for one photo (the same file for every photo of a batch), or an ImageError
+    naming the photo when the sizes differ, before any deblurring."""
+    if path is None:
+        return None
+    mask = read_mask(path)
+    reason = size_mismatch(mask, height, width, f"the mask {path.name}")
+    if reason is not None:
+        raise ImageError(f"{job.source}: {reason}")
+    return mask
 
 
 def output_folders(jobs: list[Job], options: DeblurOptions) -> set[Path]:

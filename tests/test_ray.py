@@ -281,3 +281,25 @@ def test_workers_are_sized_to_the_cluster():
 def test_workers_without_the_ray_engine_is_a_usage_error(tmp_path, weights):
     r = run(photo(tmp_path / "in.png"), "--workers", 2, "--weights", weights)
     assert r.exit_code == 2 and "--workers is for --engine ray" in r.stderr
+
+
+def test_mask_and_protect_reach_the_workers(tmp_path, weights, monkeypatch):
+    """A relative --mask (the workers get it absolute) and --protect: Ray writes what the local
+    engine writes, and both differ from the plain output and from the input."""
+    (tmp_path / "in").mkdir()
+    for seed, name in enumerate(("a.png", "b.png")):
+        photo(tmp_path / "in" / name, size=(40, 56), seed=seed)
+    ramp = np.tile(np.linspace(0, 255, 56).astype(np.uint8), (40, 1))
+    Image.fromarray(ramp).save(tmp_path / "mask.png")
+    monkeypatch.chdir(tmp_path)
+    common = ["--weights", weights, "--protect", 5, "--mask", "mask.png"]
+    assert run("in", "-o", "local", *common).exit_code == 0
+    r = run("in", "-o", "ray", *common, "--engine", "ray", "--workers", 1)
+    assert r.exit_code == 0, r.output
+    assert run("in", "-o", "plain", "--weights", weights).exit_code == 0
+    for name in ("a.png", "b.png"):
+        local, remote = (np.asarray(Image.open(tmp_path / d / name), dtype=int) for d in ("local", "ray"))
+        plain, source = (np.asarray(Image.open(tmp_path / d / name), dtype=int) for d in ("plain", "in"))
+        assert np.abs(remote - local).max() <= 1  # threads differ: float rounding
+        assert np.abs(local - plain).mean() > 1 and np.abs(local - source).mean() > 1
+        assert np.abs(local[:, 0] - source[:, 0]).max() <= 1  # black column of the mask: the input

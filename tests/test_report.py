@@ -196,16 +196,18 @@ def test_linear_pixels_are_previewed_in_srgb():
 
 def test_options_shown_are_those_not_at_their_defaults_that_change_the_photo():
     @dataclasses.dataclass(frozen=True)
-    class Masking:  # a section of options added later appears without a change here
-        protect: float = 0.0
-        mask: Path | None = None
+    class Grain:  # a section of options added later appears without a change here
+        grain: float = 0.0
+        grain_map: Path | None = None
 
     @dataclasses.dataclass(frozen=True)
     class Later(DeblurOptions):
-        masking: Masking = Masking()
+        extra: Grain = Grain()
 
-    options = override(Later(), strength=0.5, device="cpu", protect=0.25, mask=Path("/abs/masks/m.png"), quality=90)
-    assert shown_options(options) == {"strength": 0.5, "quality": 90, "protect": 0.25, "mask": "m.png"}
+    options = override(Later(), strength=0.5, device="cpu", grain=0.25, grain_map=Path("/abs/maps/g.png"), quality=90,
+                       protect=8.0, mask=Path("/abs/masks/m.png"))
+    assert shown_options(options) == {"strength": 0.5, "quality": 90, "grain": 0.25, "grain_map": "g.png",
+                                      "protect": 8.0, "mask": "m.png"}
 
 
 def test_a_report_path_that_is_a_folder_is_a_usage_error(tmp_path, weights):

@@ -46,6 +46,15 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
                "camera RAW files, which are developed to sRGB.")
 
 
+PROTECT_HELP = ("Leave regions whose measured blur (the defocus map's RMS radius) exceeds R px as they "
+                "are, deblurring fully below R - 2 with a smooth step between: for intended bokeh "
+                "(8 suggested: docs/restraint.md).")
+
+
+def protect_option(f):
+    return click.option("--protect", type=click.FloatRange(0, min_open=True), metavar="R", help=PROTECT_HELP)(f)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised where the program is, so that it unwinds as for Ctrl-C."""
 

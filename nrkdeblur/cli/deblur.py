@@ -11,7 +11,8 @@ from ..batch import EXTENSION_OF_FORMAT
 from ..inference import DEFAULT_OVERLAP, MIN_TILE, InferenceOptions
 from ..report_data import summary_line
 from .group import main
-from .common import EXIT_STATUS, LINEAR_HELP, command, console, device_option, resolve_device, weights_option
+from .common import (EXIT_STATUS, LINEAR_HELP, command, console, device_option, protect_option, resolve_device,
+                     weights_option)
 from .progress import Reporter
 
 
@@ -39,6 +40,10 @@ from .progress import Reporter
 @click.option("--linear", is_flag=True, help=LINEAR_HELP)
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="How much of the network's change to keep: 0 = the input, 1 = the network's output.")
+@protect_option
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Deblur only where this grey image is white (grey blends, black keeps the input); the "
+                   "photo's size after EXIF orientation, 8 or 16 bit, RGB read as grey. One mask for every photo.")
 @click.option("--report", "report_page", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a before/after page of the batch here, to open in a browser, and its previews "
                    "beside it (sharp/report.html: sharp/report_files/); a re-run includes the photos done before.")
@@ -66,6 +71,8 @@ def deblur(inputs, output, quiet, debug, **fields) -> None:
       nrkdeblur shoot/ -o sharp/ -r                 keeps subfolders
       nrkdeblur shoot/*.CR2 -o sharp/ --defocus-map maps/
       nrkdeblur big.tif -o out.tif --tile 1024      bounded memory
+      nrkdeblur portrait.jpg --protect 8            keeps a soft background soft
+      nrkdeblur photo.jpg --mask subject.png        deblurs only the white of the mask
       nrkdeblur shoot/ -o sharp/ -r --engine ray    Ray actors (workers check their own devices)
       nrkdeblur shoot/ -o sharp/ --report sharp/report.html   before/after in a browser
     """

@@ -10,7 +10,7 @@ import click
 
 from ..atomic import atomic_write
 from .group import main
-from .common import LINEAR_HELP, command, device_option, resolve_device, table_console, weights_option
+from .common import LINEAR_HELP, command, device_option, protect_option, resolve_device, table_console, weights_option
 
 
 @command(main, name="eval")
@@ -22,6 +22,7 @@ from .common import LINEAR_HELP, command, device_option, resolve_device, table_c
 @weights_option
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="For nrknet: how much of the network's change to keep (as for deblurring).")
+@protect_option
 @click.option("--linear", is_flag=True, help=LINEAR_HELP + " Applies to every --method (not to --pred).")
 @click.option("--map-method", type=click.Choice(["network", "classical"]), default="network", show_default=True,
               help="Which defocus map is scored: nrknet's, or the classical Zhuo & Sim estimate from the "
@@ -30,8 +31,8 @@ from .common import LINEAR_HELP, command, device_option, resolve_device, table_c
 @click.option("--per-image/--summary-only", default=True, show_default=True, help="Print each image's scores too.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as CSV.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as JSON.")
-def evaluate_command(folders, pred_dir, method, weights, strength, linear, map_method, device, per_image, csv_path,
-                     json_path) -> None:
+def evaluate_command(folders, pred_dir, method, weights, strength, protect, linear, map_method, device, per_image,
+                     csv_path, json_path) -> None:
     """Measure PSNR and SSIM against sharp references, and the defocus map against the true blur.
 
     FOLDERS are evaluation sets, each a folder with blur/ and sharp/ (and radius/, the true
@@ -51,17 +52,21 @@ def evaluate_command(folders, pred_dir, method, weights, strength, linear, map_m
       nrkdeblur eval blur/ sharp/ --pred my_outputs/ --json scores.json
       nrkdeblur eval pixel4/blur pixel4/sharp --linear    pairs stored without a tone curve
       nrkdeblur eval benchmarks/natural-dof --method identity --map-method classical
+      nrkdeblur eval benchmarks/kodak24-defocus benchmarks/natural-dof --protect 8
     """
     from ..eval_sets import find_sets, restorer
     from ..evaluate import evaluate, mean_row, summarize, with_map
 
     if linear and pred_dir is not None:
         raise click.UsageError("--linear tells a method how to read the inputs; --pred scores finished outputs")
+    if protect is not None and (method != "nrknet" or pred_dir is not None):
+        raise click.UsageError("--protect reads nrknet's defocus map: it is for --method nrknet")
     sets = find_sets(list(folders))
     if pred_dir is not None and len(sets) > 1:
         raise click.UsageError("--pred scores one set at a time")
-    title = describe_method(method, pred_dir, linear, strength) + (", classical map" if map_method == "classical" else "")
-    restore = restorer(method, pred_dir, weights, str(resolve_device(device)), linear, strength)
+    title = describe_method(method, pred_dir, linear, strength, protect)
+    title += ", classical map" if map_method == "classical" else ""
+    restore = restorer(method, pred_dir, weights, str(resolve_device(device)), linear, strength, protect)
     if map_method == "classical":
         from ..zhuo_sim import defocus_map
 
@@ -78,10 +83,12 @@ def evaluate_command(folders, pred_dir, method, weights, strength, linear, map_m
     write_records(records, csv_path, json_path)
 
 
-def describe_method(method: str, pred_dir: Path | None, linear: bool, strength: float) -> str:
+def describe_method(method: str, pred_dir: Path | None, linear: bool, strength: float,
+                    protect: float | None = None) -> str:
     if pred_dir is not None:
         return f"predictions in {pred_dir}"
-    return method + (" --linear" if linear else "") + (f" --strength {strength:g}" if strength != 1 else "")
+    return (method + (" --linear" if linear else "") + (f" --strength {strength:g}" if strength != 1 else "")
+            + (f" --protect {protect:g}" if protect is not None else ""))
 
 
 def _fmt(value: float | None, spec: str) -> str:
