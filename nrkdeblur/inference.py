@@ -222,8 +222,10 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
         image = image.mean(axis=2, keepdims=True)
     k = 3
     radius = None
-    if defocus_map:
-        radius, k = y[0, k].numpy(), k + 1
+    if defocus_map:  # refined with the photo as guide, on the whole map so that tiles agree
+        from .map_refine import refine_map
+
+        radius, k = refine_map(y[0, k].numpy(), pixels, linear).map, k + 1
     gammas = None
     if coefficients:
         J, S = model.config.num_atoms, model.config.num_scales
