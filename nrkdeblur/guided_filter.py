@@ -41,12 +41,13 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
-                  confidence: np.ndarray | None = None) -> np.ndarray:
-    """Filter src (HxW) edge-aware with the grey guide (HxW), windows of (2 radius + 1)^2
-    pixels, regularisation eps (in the guide's units squared: larger, smoother). With a
-    confidence map (HxW, >= 0) only confident pixels inform the windows' linear models;
-    pixels no confident window reaches are NaN. Returns float64 HxW."""
+def window_models(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
+                  confidence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B), HxW float64: each pixel's average of the linear models (a_k, b_k) of the
+    windows that contain it, weighted by their mean confidence, so the filter's output is
+    A I + B (eq. 8); NaN where no confident window reaches. Arguments as guided_filter's.
+    The fast guided filter (He and Sun, arXiv:1505.00996) computes them on a subsampled
+    guide and applies them, upsampled, to the full-resolution one."""
     if guide.shape != src.shape or (confidence is not None and confidence.shape != src.shape):
         raise ValueError(f"guide {guide.shape}, source {src.shape} and confidence must be the same size")
     if eps <= 0:
@@ -64,5 +65,15 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
     b = mean_p - a * mean_i
     cbar = box_mean(c, radius)  # each window's mean confidence
     total = box_sum(cbar, radius)
-    q = (box_sum(cbar * a, radius) * I + box_sum(cbar * b, radius)) / np.where(total > 0, total, np.nan)
-    return q
+    total = np.where(total > 0, total, np.nan)
+    return box_sum(cbar * a, radius) / total, box_sum(cbar * b, radius) / total
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
+                  confidence: np.ndarray | None = None) -> np.ndarray:
+    """Filter src (HxW) edge-aware with the grey guide (HxW), windows of (2 radius + 1)^2
+    pixels, regularisation eps (in the guide's units squared: larger, smoother). With a
+    confidence map (HxW, >= 0) only confident pixels inform the windows' linear models;
+    pixels no confident window reaches are NaN. Returns float64 HxW."""
+    A, B = window_models(guide, src, radius, eps, confidence)
+    return A * guide.astype(np.float64) + B

@@ -241,7 +241,12 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
     else:  # tiles start on the model's grid (multiples of m); border tiles pad as the whole would
         tile = (max(th // m * m, 2 * m), max(tw // m * m, 2 * m))
         y = run_tiled(fn, x, tile, overlap, on_tile, align=m)
-    return _split(y, model, C, with_map, defocus_map, coefficients)
+    result = _split(y, model, C, with_map, defocus_map, coefficients)
+    if defocus_map:  # refined with the photo as guide, on the whole map so that tiles agree
+        from .map_refine import refine_map
+
+        result = result._replace(defocus_map=refine_map(result.defocus_map, pixels, options.linear).map)
+    return result
 
 
 def _split(y: Tensor, model: NRKNet, channels: int, with_map: bool, defocus_map: bool,
