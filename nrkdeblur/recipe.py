@@ -26,7 +26,7 @@ from typing import NamedTuple
 from .config import NRKConfig, preset
 from .data import RenderSettings
 from .errors import DataError, SettingsError
-from .settings import differences, flatten, from_dict, override, to_dict
+from .settings import differences, flatten, from_dict, leaf_fields, override, to_dict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -150,16 +150,14 @@ def recipe_from_data(data: dict, where: str) -> Recipe:
     """A Recipe from plain data: sectioned (this version) or flat (older run folders)."""
     if not isinstance(data, dict):
         raise SettingsError(f"{where}: not a recipe (a table of settings)")
-    if any(isinstance(v, dict) for v in data.values()) or not data:
+    if any(isinstance(v, dict) for v in data.values()):
         return from_dict(Recipe, data, where)
-    flat = {_FLAT_NAMES.get(k, k): v for k, v in data.items() if k not in _FLAT_DROPPED}
-    return from_dict(Recipe, {}, where) if not flat else _from_flat(flat, where)
+    return _from_flat({_FLAT_NAMES.get(k, k): v for k, v in data.items() if k not in _FLAT_DROPPED}, where)
 
 
 def _from_flat(flat: dict, where: str) -> Recipe:
+    """A Recipe from settings named alone, each put into its section."""
     sectioned: dict = {}
-    from .settings import leaf_fields
-
     index = leaf_fields(Recipe)
     for name, value in flat.items():
         if name not in index:
