@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .allocator import active as active_allocator
 from .errors import SettingsError
 from .model import NRKNet
 from .restraint import change_weight, check_protect, mask_tensor
 from .runtime import resolve_backend, runner_for
 from .srgb import linear_to_srgb, srgb_to_linear
-from .tiling import run_tiled, tile_size
+from .tiling import run_tiled, tile_size, tile_spans
 
 # Defocus kernels reach ~39 px and the U-Net sees ~16x further at the coarsest scale, so
 # tiles share a wide border. Measured with the step-6,750 weights on kodim05, tiles of 2 x
@@ -102,6 +103,10 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 ONNXRUNTIME_MEMORY = 1.4  # ONNX Runtime's working memory per pixel against torch's (measured)
+# tiles' pixels against glibc's for the same peak when the command's allocator keeps freed
+# pages (allocator.py): 12 MP, 2026-12-04, shipped weights: 1.0 -> 2.57 GB against glibc's
+# 1.85 GB; 1.2 -> 1.89 GB, at 65 s against glibc's 90 s and 1.0's 61 s (one run each, in turn)
+KEEPING_ALLOCATOR_MEMORY = 1.2
 
 
 def bytes_per_pixel(model: NRKNet, backend: str = "torch") -> float:
@@ -149,7 +154,10 @@ def choose_tile(model: NRKNet, height: int, width: int, device: torch.device,
         budget = available_memory(device) // 3
         if device.type == "cpu":
             budget = min(budget, 3 << 29)
-    max_pixels = budget / bytes_per_pixel(model, backend)
+    per_pixel = bytes_per_pixel(model, backend)
+    if device.type == "cpu" and backend == "torch" and active_allocator() == "mimalloc":
+        per_pixel *= KEEPING_ALLOCATOR_MEMORY  # it holds freed blocks the next tile may not reuse
+    max_pixels = budget / per_pixel
     if height * width <= max_pixels:
         return None
     m = model.config.multiple
@@ -182,6 +190,22 @@ def tiles_for(model: NRKNet, height: int, width: int, options: InferenceOptions)
     if tile is not None:
         overlap = min(overlap, min(tile) // 2)
     return tile, overlap
+
+
+def processed_pixels(model: NRKNet, height: int, width: int, options: InferenceOptions = InferenceOptions()) -> int:
+    """Pixels the network processes for a photo of that size, as deblur tiles it: every
+    tile's, overlaps included, each padded to the model's multiple as the network pads it
+    (the pixels its convolutions run over: bench.py's end-to-end MACs)."""
+    m = model.config.multiple
+    padded = lambda n: max(-(-n // m) * m, 2 * m)  # noqa: E731  model.pad_to_multiple's size
+    tile, overlap = tiles_for(model, height, width, options)
+    th, tw = (height, width) if tile is None else tile_size(tile)
+    if height <= th and width <= tw:
+        return padded(height) * padded(width)
+    th, tw = max(th // m * m, 2 * m), max(tw // m * m, 2 * m)
+    rows = sum(padded(b - a) for a, b in tile_spans(height, th, overlap, m))
+    cols = sum(padded(b - a) for a, b in tile_spans(width, tw, overlap, m))
+    return rows * cols
 
 
 @torch.inference_mode()

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from nrkdeblur.imageio import read_photo
-from nrkdeblur.inference import DEFAULT_OVERLAP, MIN_TILE, InferenceOptions, bytes_per_pixel, choose_tile, deblur
+from nrkdeblur import inference
+from nrkdeblur.inference import (DEFAULT_OVERLAP, MIN_TILE, InferenceOptions, bytes_per_pixel, choose_tile, deblur,
+                                 processed_pixels)
 from nrkdeblur.tiling import tile_spans
 from nrkdeblur.weights import default_weights, load_model
 
@@ -34,6 +36,21 @@ def test_tiled_equals_untiled_within_one_level(model):
     truth = read_radius_map(PHOTO.parents[1] / "radius" / "kodim05.tiff")
     (rho_whole, _, mae_whole), (rho_tiled, _, mae_tiled) = map_scores(whole.defocus_map, truth), map_scores(tiled.defocus_map, truth)
     assert abs(rho_tiled - rho_whole) < 0.01 and abs(mae_tiled - mae_whole) < 0.05
+
+
+@pytest.mark.parametrize("height, width, tile", [(500, 500, MIN_TILE), (301, 457, None), (700, 333, 320)])
+def test_processed_pixels_are_what_the_tiles_feed_the_network(model, monkeypatch, height, width, tile):
+    """bench's end-to-end MACs count these pixels: every tile as the network pads it."""
+    seen = []
+    monkeypatch.setattr(inference, "runner_for", lambda *a: lambda t: seen.append(t.shape[-2:]) or
+                        torch.zeros(1, 3, *t.shape[-2:]))
+    pixels = np.zeros((height, width, 3), np.float32)
+    options = InferenceOptions(tile=tile, overlap=DEFAULT_OVERLAP if tile != 320 else 64)
+    deblur(model, pixels, options)
+    m = model.config.multiple
+    fed = sum(max(-(-h // m) * m, 2 * m) * max(-(-w // m) * m, 2 * m) for h, w in seen)
+    assert processed_pixels(model, height, width, options) == fed
+    assert (tile is None) == (len(seen) == 1)
 
 
 def test_tiled_equals_untiled_with_a_mask_and_protect(model):
