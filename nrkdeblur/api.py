@@ -33,6 +33,7 @@ from .pipeline import (DeblurOptions, SilentReport, Summary, open_default_weight
                        process_one)
 from .restraint import mask_from_array, read_mask
 from .settings import override
+from .weights import model_weights
 
 _KEEP_INFO = ("icc_profile", "exif", "dpi")  # what a PIL image gets back of its metadata
 
@@ -116,23 +117,25 @@ class Deblurrer:
         return job.output
 
 
-def load(weights: str | os.PathLike | None = None, device: str = "auto", half: bool = False) -> Deblurrer:
+def load(weights: str | os.PathLike | None = None, device: str = "auto", half: bool = False,
+         model: str | os.PathLike | None = None) -> Deblurrer:
     """Load NRKNet once for many photos.
 
-    weights: a .safetensors file from `nrkdeblur train` or `convert`; None for the shipped
-    weights. device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", "mps".
+    model (or weights, the same): a shipped model's name (weights.SHIPPED) or a
+    .safetensors file from `nrkdeblur train` or `convert`; None for the default model.
+    device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", "mps".
     half: float16 on a GPU.
     """
     dev = resolve_device(str(device))
-    options = DeblurOptions.of(weights=None if weights is None else Path(weights), device=str(dev), half=half)
+    options = DeblurOptions.of(weights=_weights(weights, model), device=str(dev), half=half)
     return Deblurrer(open_default_weights(options.inference.weights, dev), options)
 
 
 def deblur_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, **options) -> Path:
     """Load the model and deblur one file (Deblurrer.deblur_file); options: fields of
-    pipeline.DeblurOptions, weights, device and half included. For many files, load()
+    pipeline.DeblurOptions, weights (or model, load's), device and half included. For many files, load()
     once and call its deblur_file."""
-    opts = DeblurOptions.of(**options)
+    opts = DeblurOptions.of(**_model_options(options))
     deblurrer = load(opts.inference.weights, opts.inference.device, opts.inference.half)
     deblurrer.options = override(opts, device=deblurrer.options.inference.device)
     return deblurrer.deblur_file(src, dst)
@@ -153,7 +156,7 @@ def report(inputs: str | os.PathLike | list[str | os.PathLike], output: str | os
     from .report_data import write_report
 
     sources = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    opts = DeblurOptions.of(**options, report_page=Path(page))
+    opts = DeblurOptions.of(**_model_options(options), report_page=Path(page))
     engine = None
     if opts.engine.engine == "ray":
         from .cluster import ray_engine as engine
@@ -161,6 +164,20 @@ def report(inputs: str | os.PathLike | list[str | os.PathLike], output: str | os
                             engine)
     write_report(opts.output.report_page, summary, opts.output.defocus_map_dir, opts.inference.linear)
     return summary
+
+
+def _weights(weights: str | os.PathLike | None, model: str | os.PathLike | None) -> Path | None:
+    """The weights file that `weights` or `model` (one of them, or neither) names."""
+    if weights is not None and model is not None:
+        raise ValueError("pass model or weights, not both")
+    return model_weights(model if model is not None else weights)
+
+
+def _model_options(options: dict) -> dict:
+    """Options with `model` / `weights` (a shipped model's name or a file) as a weights path."""
+    options = dict(options)
+    options["weights"] = _weights(options.pop("weights", None), options.pop("model", None))
+    return options
 
 
 def _mask(mask) -> np.ndarray | None:

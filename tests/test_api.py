@@ -174,3 +174,19 @@ def test_bad_values_types_and_empty_images_are_refused_before_any_work(deblurrer
     for empty in (np.zeros((0, 56, 3), np.uint8), np.zeros((40, 0)), Image.new("RGB", (0, 0))):
         with pytest.raises(ValueError, match=r"^image is empty \("):
             deblurrer.deblur(empty)
+
+
+def test_a_shipped_model_by_name_is_what_the_command_line_runs(tmp_path, weights):
+    """model= takes a shipped model's name or a file; the API and the CLI resolve it alike."""
+    from nrkdeblur.weights import WeightsError, shipped_weights
+    from test_cli import run
+
+    assert nrkdeblur.load(model="default", device="cpu").options.inference.weights == shipped_weights("default")
+    src = photo(tmp_path / "in.png", size=(48, 64))
+    nrkdeblur.deblur_file(src, tmp_path / "api.png", model=weights, device="cpu")
+    assert run(src, "-o", tmp_path / "cli.png", "--model", weights).exit_code == 0
+    assert np.array_equal(read_photo(tmp_path / "api.png").pixels, read_photo(tmp_path / "cli.png").pixels)
+    with pytest.raises(WeightsError, match="no shipped model has that name"):
+        nrkdeblur.load(model="fastest")
+    with pytest.raises(ValueError, match="not both"):
+        nrkdeblur.load(weights, model="default")

@@ -277,6 +277,26 @@ def test_mismatched_weights_file(tmp_path, weights):
     assert r.exit_code == 1 and "do not match" in r.stderr
 
 
+def test_model_takes_a_shipped_name_or_a_file_and_help_lists_the_shipped_models(tmp_path, weights):
+    from nrkdeblur.weights import SHIPPED
+
+    src = photo(tmp_path / "in.png", size=(48, 64))
+    outputs = {}
+    for option, model in (("--model", "default"), ("--model", weights), ("--weights", weights)):
+        out = tmp_path / f"{option}-{Path(str(model)).stem}.png"
+        r = run(src, "-o", out, option, model)
+        assert r.exit_code == 0, r.output
+        outputs[option, model] = np.asarray(Image.open(out))
+    assert np.array_equal(outputs["--model", weights], outputs["--weights", weights])
+    assert not np.array_equal(outputs["--model", "default"], outputs["--model", weights])  # two networks
+    r = run(src, "--model", "fastest")
+    assert r.exit_code == 2 and "no shipped model has that name (default)" in r.stderr
+    for command in ([], ["deblur"], ["eval"]):
+        help_lines = run(*command, "--help").output.splitlines()
+        for m in SHIPPED:
+            assert any(line.split() == [m.name, *m.summary.split()] for line in help_lines), (command, m.name)
+
+
 def test_quiet_prints_nothing_on_success(tmp_path, weights):
     r = run(photo(tmp_path / "in.png"), "-q", "--weights", weights)
     assert r.exit_code == 0 and r.output == ""

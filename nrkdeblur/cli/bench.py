@@ -30,9 +30,10 @@ def bench(quick: bool, memory: bool, end_to_end: bool, json_path: Path | None, p
     3. the largest difference between tiled and whole-photo inference (8-bit levels) on
        every backend, and between the backends' outputs;
     4. peak memory and time of tiled inference on 2, 12 and 24 MP photos (fresh processes);
-    5. a 12 MP JPEG through the command line, start-up included, with --backend torch (the
-       default) and onnxruntime: wall, user and system CPU seconds, peak memory, and the
-       share of the time the conv ceiling allows for the model's MACs.
+    5. a 12 MP JPEG through the command line, start-up and allocator included, each shipped
+       model with --backend torch (the default) and the default model with onnxruntime:
+       wall, user and system CPU seconds, peak memory, the MACs of the pixels the tiles
+       process (overlap included) and the share of the conv ceiling they reach.
 
     The full run takes about 15 minutes on 2 cores (the per-pixel operator alone ~3).
 

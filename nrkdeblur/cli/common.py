@@ -128,9 +128,29 @@ def device_option(default: str = "auto"):
                         help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1, mps.")
 
 
+def shipped_models() -> str:
+    """The shipped models, one line each, for an epilog (kept as written by click's \\b)."""
+    from ..weights import SHIPPED
+
+    width = max(len(m.name) for m in SHIPPED)
+    lines = "\n".join(f"  {m.name:<{width}}  {m.summary}" for m in SHIPPED)
+    return f"\b\nShipped models (--model NAME):\n{lines}\n"
+
+
 def weights_option(f):
-    return click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        help="A .safetensors from `nrkdeblur train` or `convert` (default: the shipped weights).")(f)
+    """--model NAME|FILE (alias --weights): a shipped model's name or a weights file, passed
+    on as the file's path (None: the default model)."""
+    def to_path(ctx, param, value):
+        from ..weights import WeightsError, model_weights
+
+        try:
+            return model_weights(value)
+        except WeightsError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return click.option("--model", "--weights", "weights", metavar="NAME|FILE", callback=to_path,
+                        help="A shipped model (listed below) or a .safetensors from `nrkdeblur train` "
+                             "or `convert`. Default: default.")(f)
 
 
 def resolve_device(name: str):

@@ -11,12 +11,12 @@ from ..batch import EXTENSION_OF_FORMAT
 from ..inference import DEFAULT_OVERLAP, MIN_TILE, InferenceOptions
 from ..report_data import summary_line
 from .group import main
-from .common import (EXIT_STATUS, LINEAR_HELP, command, console, device_option, protect_option, resolve_device,
+from .common import (EXIT_STATUS, LINEAR_HELP, command, console, device_option, protect_option, resolve_device, shipped_models,
                      weights_option)
 from .progress import Reporter
 
 
-@command(main, epilog=EXIT_STATUS)
+@command(main, epilog=shipped_models() + EXIT_STATUS)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output file (one input) or folder (several inputs or a folder). Default: beside the input as NAME_sharp.EXT.")

@@ -10,10 +10,11 @@ import click
 
 from ..atomic import atomic_write
 from .group import main
-from .common import LINEAR_HELP, command, device_option, protect_option, resolve_device, table_console, weights_option
+from .common import (LINEAR_HELP, command, device_option, protect_option, resolve_device, shipped_models, table_console,
+                     weights_option)
 
 
-@command(main, name="eval")
+@command(main, name="eval", epilog=shipped_models())
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--pred", "pred_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Score existing predictions (matched by name) instead of running a method (one set only).")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..version import __version__
-from .common import EXIT_STATUS, interruptible
+from .common import EXIT_STATUS, interruptible, shipped_models
 
 
 class DefaultGroup(click.Group):
@@ -25,7 +25,7 @@ class DefaultGroup(click.Group):
             return super().invoke(ctx)
 
 
-@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS)
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=shipped_models() + EXIT_STATUS)
 @click.version_option(__version__, prog_name="nrkdeblur")
 def main() -> None:
     """Turn defocused photos into all-in-focus ones (NRKNet, CVPR 2023).
