@@ -50,8 +50,11 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from . import allocator
+
+    command_allocator = "mimalloc" if allocator.wanted(os.environ) and allocator.library() else "system"
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "command_allocator": command_allocator}
 
 
 @torch.inference_mode()
@@ -144,11 +147,12 @@ def synthetic_photo(path, megapixels: float) -> tuple[int, int]:
     return h, w
 
 
-def command_line(photo, backend: str, env: dict | None = None) -> dict:
-    """One `nrkdeblur PHOTO -o OUT --backend B` in a fresh process, start-up included:
-    wall seconds, the child's own user and system CPU seconds and peak memory (wait4)."""
-    out = os.path.join(os.path.dirname(photo), f"out-{backend}.jpg")
-    args = [str(photo), "-o", out, "--backend", backend, "--overwrite", "-q"]
+def command_line(photo, backend: str = "torch", model: str = "default", env: dict | None = None) -> dict:
+    """One `nrkdeblur PHOTO -o OUT --backend B --model M` in a fresh process, start-up
+    included, through the console command's own entry (launch.py: the allocator too): wall
+    seconds, the child's own user and system CPU seconds and peak memory (wait4)."""
+    out = os.path.join(os.path.dirname(photo), f"out-{backend}-{model}.jpg")
+    args = [str(photo), "-o", out, "--backend", backend, "--model", model, "--overwrite", "-q"]
     # as `python -m nrkdeblur ARGS`, then the process's own peak (VmHWM; wait4's ru_maxrss
     # would also count this process's size at the fork) printed last on stderr
     code = ("import atexit, sys\n"
@@ -157,7 +161,7 @@ def command_line(photo, backend: str, env: dict | None = None) -> dict:
             "    print(f'VmHWM {kb}', file=sys.stderr)\n"
             "atexit.register(peak)\n"
             f"sys.argv = ['nrkdeblur', *{args!r}]\n"
-            "from nrkdeblur.cli import main\n"
+            "from nrkdeblur.launch import main\n"
             "main()\n")
     cmd = [sys.executable, "-c", code]
     start = time.perf_counter()
@@ -171,8 +175,20 @@ def command_line(photo, backend: str, env: dict | None = None) -> dict:
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip()[-300:]}")
     peak = int(err.strip().splitlines()[-1].split()[1])
-    return {"backend": backend, "seconds": wall, "user_s": usage.ru_utime, "system_s": usage.ru_stime,
-            "peak_rss_mb": peak / 1024}
+    return {"backend": backend, "model": model, "seconds": wall, "user_s": usage.ru_utime,
+            "system_s": usage.ru_stime, "peak_rss_mb": peak / 1024}
+
+
+def end_to_end_macs(model: NRKNet, height: int, width: int, backend: str = "torch") -> int:
+    """The convolutions' MACs for a photo of that size as the command line runs it: the
+    model's MACs per pixel (count_macs on 256 x 256, a multiple of every model's grid, so
+    exact per pixel) times the pixels its tiles process, overlaps and padding included
+    (inference.processed_pixels, with the tiles chosen from the memory free now, as the
+    command line chooses them)."""
+    from .inference import InferenceOptions, processed_pixels
+
+    per_pixel = count_macs(model, torch.rand(1, 3, 256, 256)) / 256**2
+    return int(per_pixel * processed_pixels(model, height, width, InferenceOptions(backend=backend)))
 
 
 def tiled_vs_whole(weights: str, side: int = 1024, tile: int = 512, backend: str = "torch") -> float:
@@ -203,11 +219,13 @@ def backends_agree(weights: str, height: int = 301, width: int = 457) -> float:
 
 def tiled_peak_memory(megapixels: float, weights: str | None = None, backend: str = "auto") -> dict:
     """Peak RSS of deblurring a synthetic photo of that size through the product's own path
-    (inference.deblur with the automatic tile), measured in a fresh child process."""
+    (inference.deblur with the automatic tile), measured in a fresh child process with the
+    command's allocator (allocator.py)."""
     code = (
+        "from nrkdeblur import allocator\n"
+        "allocator.switch_on()\n"
         "import json, resource, time, numpy as np, torch\n"
-        "from nrkdeblur.inference import deblur, choose_tile\n"
-        "from nrkdeblur.runtime import resolve_backend\n"
+        "from nrkdeblur.inference import InferenceOptions, deblur, tiles_for\n"
         "from nrkdeblur.pipeline import open_default_weights\n"
         f"w = {weights!r}\n"
         "model = open_default_weights(None if w is None else __import__('pathlib').Path(w), torch.device('cpu'))\n"
@@ -216,14 +234,15 @@ def tiled_peak_memory(megapixels: float, weights: str | None = None, backend: st
         "rng = np.random.default_rng(0)\n"
         "img = np.clip(rng.random((h // 8 + 1, w_ // 8 + 1, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)[:h, :w_], 0, 1)\n"
         "t = time.perf_counter()\n"
-        f"tile = choose_tile(model, h, w_, torch.device('cpu'), backend=resolve_backend({backend!r}, torch.device('cpu')))\n"
-        f"deblur(model, img, tile=tile, backend={backend!r})\n"
+        f"options = InferenceOptions(backend={backend!r})\n"
+        "tile = tiles_for(model, h, w_, options)[0]\n"
+        "deblur(model, img, options)\n"
         "s = time.perf_counter() - t\n"
         "try:  # VmHWM: this process's own peak (ru_maxrss also counts the parent's before exec)\n"
         "    peak = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
         "except (OSError, StopIteration):\n"
         "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        f"print(json.dumps({{'megapixels': h * w_ / 1e6, 'tile': tile, 'seconds': s, 'peak_rss_mb': peak / 1024, 'backend': {backend!r}}}))\n"
+        f"print(json.dumps({{'megapixels': h * w_ / 1e6, 'tile': tile, 'seconds': s, 'peak_rss_mb': peak / 1024, 'backend': {backend!r}, 'allocator': allocator.active()}}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -346,20 +365,32 @@ def _memory(say: Say) -> list[dict]:
 
 
 def _command_lines(results: dict, ceiling: float, say: Say) -> list[dict]:
+    """A 12 MP JPEG through the command line: each shipped model with the default backend,
+    and the default model with ONNX Runtime when installed; the MACs its tiles process
+    against the conv ceiling measured in this run."""
     import tempfile
     from pathlib import Path
 
+    from .weights import SHIPPED, load_model, shipped_weights
+
+    runs = [("torch", m.name) for m in SHIPPED] + [(k, "default") for k in _backends() if k != "torch"]
     with tempfile.TemporaryDirectory() as folder:
         photo = Path(folder) / "photo12mp.jpg"
         h, w = synthetic_photo(photo, 12)
-        runs = [command_line(photo, k) for k in _backends()]
-    macs = results["throughput"][0]["gmacs"] * 1e9 * h * w / (1280 * 720)
-    for r in runs:
-        r["share_of_conv_ceiling"] = macs / ceiling / r["seconds"]
-        say(f"command line, {w}x{h} JPEG, --backend {r['backend']}: {r['seconds']:.1f} s "
-            f"(user {r['user_s']:.1f} s, system {r['system_s']:.1f} s), peak {r['peak_rss_mb']:.0f} MB, "
-            f"{r['share_of_conv_ceiling']:.0%} of the conv ceiling's time")
-    if len(runs) == 2:
+        macs = {(backend, name): end_to_end_macs(load_model(shipped_weights(name)), h, w, backend)
+                for backend, name in runs}
+        timed = [command_line(photo, backend, name) for backend, name in runs]
+    for r in timed:
+        r["gmacs"] = macs[r["backend"], r["model"]] / 1e9
+        r["share_of_conv_ceiling"] = r["gmacs"] * 1e9 / ceiling / r["seconds"]
+        say(f"command line, {w}x{h} JPEG, --model {r['model']} --backend {r['backend']}: {r['seconds']:.1f} s "
+            f"(user {r['user_s']:.1f} s, system {r['system_s']:.1f} s), peak {r['peak_rss_mb']:.0f} MB; "
+            f"{r['gmacs']:.0f} GMAC in the pixels its tiles process: {r['share_of_conv_ceiling']:.0%} of the "
+            f"{ceiling / 1e9:.0f} GMAC/s conv ceiling")
+    by = {(r["backend"], r["model"]): r["seconds"] for r in timed}
+    for name in (m.name for m in SHIPPED[1:]):
+        say(f"command line, --model {name} vs default: {by['torch', 'default'] / by['torch', name]:.2f}x faster")
+    if ("onnxruntime", "default") in by:
         say(f"command line, --backend onnxruntime vs torch (the default): "
-            f"{runs[0]['seconds'] / runs[1]['seconds']:.2f}x faster")
-    return runs
+            f"{by['torch', 'default'] / by['onnxruntime', 'default']:.2f}x faster")
+    return timed

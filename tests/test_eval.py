@@ -188,6 +188,19 @@ def test_bench_throughput_tiling_check_and_plot(tmp_path):
     assert img.mode == "RGB" and orange.sum() > 3 * 10  # three memory bars drawn
 
 
+def test_bench_fresh_processes_run_the_product_path(tmp_path):
+    """The memory and command-line figures come from child processes that run today's
+    inference and CLI: a child left on an older signature fails here, not in a 15-minute run."""
+    m = bench.tiled_peak_memory(0.05)
+    assert m["megapixels"] == pytest.approx(0.05, rel=0.02) and m["tile"] is None and m["peak_rss_mb"] > 50
+    assert m["allocator"] in ("mimalloc", "system")
+    photo = tmp_path / "p.jpg"
+    assert bench.synthetic_photo(photo, 0.05) == (193, 257)
+    r = bench.command_line(photo)
+    assert r["model"] == "default" and r["seconds"] > 0 and r["peak_rss_mb"] > 50
+    assert (tmp_path / "out-torch-default.jpg").stat().st_size > 0
+
+
 def test_map_scores_rank_correlation_and_error_in_pixels():
     from nrkdeblur.evaluate import map_scores
 
