@@ -43,6 +43,9 @@ class NRKConfig:
             which measures the blur in pixels (the defocus map) and decides per pixel how
             much of the network's change to keep; 0: no head, the map is the effective
             kernels' RMS radius and the output is eq. 10's Z.
+        map_width: ours. Channels of the map head (map_head.MapHead), trained for the
+            defocus map alone on frozen weights; it needs a focus head, whose radius it
+            reads. 0: no map head, the map is the focus head's.
     """
 
     width: int = 64
@@ -57,6 +60,7 @@ class NRKConfig:
     head_batchnorm: bool = True
     identity_start: bool = False
     focus_width: int = 0
+    map_width: int = 0
 
     def __post_init__(self) -> None:
         if self.mixing not in ("sum", "conv"):
@@ -65,6 +69,8 @@ class NRKConfig:
             raise ValueError("num_atoms, width and num_scales must be positive")
         if self.focus_width < 0:
             raise ValueError("focus_width must be 0 (no focus head) or positive")
+        if self.map_width < 0 or (self.map_width and not self.focus_width):
+            raise ValueError("map_width must be 0 (no map head), or positive with a focus head")
 
     @property
     def multiple(self) -> int:

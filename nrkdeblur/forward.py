@@ -14,10 +14,11 @@ from .model import NRKNet, upsample_to
 def forward_maps(model: NRKNet, x: Tensor, defocus_map: bool, coefficients: bool) -> Tensor:
     """[1, 3, h, w] -> [1, 3 (+1) (+S*J), h, w]: image, defocus map, coefficients.
 
-    The defocus map is NRKNet.defocus_map: the focus head's measured radius where the
-    model has one, else the RMS radius of the effective kernels combined over the scales.
+    The defocus map is NRKNet.defocus_map: the map head's measured radius where the model
+    has one, else the focus head's, else the RMS radius of the effective kernels combined
+    over the scales.
     """
-    out = model(x, return_gamma=defocus_map or coefficients)
+    out = model(x, return_gamma=defocus_map or coefficients, measure=defocus_map)
     parts = [out.image]
     size = x.shape[-2:]
     if defocus_map:

@@ -1,9 +1,9 @@
 """Defocus maps people look at: a heatmap with a colour bar, and a contact sheet of atoms.
 
 The defocus scale of a pixel is NRKNet.defocus_map, in input pixels: the blur's RMS radius
-as the focus head measures it, or, for weights without one, the RMS radius of the effective
-kernel K = sum_j gamma_j A_j combined over the pyramid scales. Here it only becomes
-pictures. Pure numpy and Pillow: arrays in, images out.
+as the map head (or, without one, the focus head) measures it, or, for weights without
+either, the RMS radius of the effective kernel K = sum_j gamma_j A_j combined over the
+pyramid scales. Here it only becomes pictures. Pure numpy and Pillow: arrays in, images out.
 """
 
 from __future__ import annotations

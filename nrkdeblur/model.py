@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import NRKConfig
+from .map_head import MapHead, map_inputs
 from .rkr import RecursiveKernels, mean_square_radius, reflect_pad1
 
 
@@ -222,7 +223,8 @@ class NRKOutput(NamedTuple):
     reblurred: list[Tensor] | None  # training: D_t(X_t) for the sharp pyramid X_t
     blurry: list[Tensor] | None  # training: the input pyramid Y_t, coarse to fine
     sharp: list[Tensor] | None  # training: the sharp pyramid X_t, coarse to fine
-    radius: Tensor | None = None  # (B, 1, H, W) the focus head's defocus map, px (with a head)
+    radius: Tensor | None = None  # (B, 1, H, W) the defocus map, px: the map head's when measured, else the focus head's
+    spread: Tensor | None = None  # (B, 1, H, W) the map head's expected error of log(1 + radius), when measured
 
 
 class NRKNet(nn.Module):
@@ -237,17 +239,20 @@ class NRKNet(nn.Module):
         self.rkr = RecursiveKernels(J, C, config.atoms_per_channel, config.symmetric_taps)
         self.mix = nn.Conv2d(J * C, C, 1, bias=True) if config.mixing == "conv" else None
         self.focus = FocusHead(config.width, config.num_scales, config.focus_width) if config.focus_width else None
+        self.map_head = MapHead(config.width, config.num_scales, config.map_width) if config.map_width else None
 
     def blur(self, x: Tensor, gamma: Tensor) -> Tensor:
         """The learned blur operator D(x) for coefficients gamma (eq. 3)."""
         return self.rkr(x, gamma, self.mix)
 
-    def forward(self, blurry: Tensor, sharp: Tensor | None = None, return_gamma: bool = False) -> NRKOutput:
+    def forward(self, blurry: Tensor, sharp: Tensor | None = None, return_gamma: bool = False,
+                measure: bool = False) -> NRKOutput:
         """Deblur `blurry` [B, C, H, W] in [0, 1]; any H, W (padded internally).
 
         With `sharp` (training), also returns the per-scale Neumann sums, the reblurred
         sharp pyramid D_t(X_t) and both pyramids, for the losses of eq. 12-14. With a focus
-        head, the output is its blend of Y and Z, and `radius` its defocus map.
+        head, the output is its blend of Y and Z, and `radius` its defocus map; with a map
+        head and `measure`, `radius` is the map head's and `spread` its expected error.
         """
         S = self.config.num_scales
         H, W = blurry.shape[-2:]
@@ -280,12 +285,16 @@ class NRKNet(nn.Module):
             if t < S - 1:
                 state = tuple(F.interpolate(s, scale_factor=2.0, mode="bilinear") for s in state)
 
-        radius = None
+        radius = spread = None
         if self.focus is not None:
             squares = self.kernel_squares(gammas)
             change = image - blurry
-            radius, keep = self.focus(feats, squares, self.combine(squares, blurry.shape[-2:]), change)
+            kernel_radius = self.combine(squares, blurry.shape[-2:])
+            radius, keep = self.focus(feats, squares, kernel_radius, change)
             image = torch.addcmul(blurry, keep, change)  # Y + keep (Z - Y)
+            if self.map_head is not None and measure:
+                inputs = map_inputs(feats, squares, change, radius, kernel_radius, blurry)
+                radius, spread = self.map_head.measure(inputs, blurry.shape[-2:])
 
         crop = lambda z, f: z[..., : -(-H // f), : -(-W // f)]  # noqa: E731  ceil(H / f)
         scales = [2 ** (S - 1 - t) for t in range(S)]
@@ -298,6 +307,7 @@ class NRKNet(nn.Module):
             blurry=[crop(z, f) for z, f in zip(ys, scales)] if training else None,
             sharp=[crop(z, f) for z, f in zip(xs, scales)] if training else None,
             radius=crop(radius, 1) if radius is not None else None,
+            spread=crop(spread, 1) if spread is not None else None,
         )
 
     def kernel_squares(self, gammas: list[Tensor]) -> list[Tensor]:
@@ -324,8 +334,8 @@ class NRKNet(nn.Module):
 
     def defocus_map(self, out: NRKOutput, size: tuple[int, int], eps: float = 0.0) -> Tensor:
         """The defocus map [B, 1, H, W] in input pixels for a forward pass `out` (made with
-        return_gamma): the focus head's measured radius where the model has one, else the
-        kernels' RMS radius (kernel_radius)."""
+        return_gamma, and measure for the map head's): the map head's or the focus head's
+        measured radius where the model has one, else the kernels' RMS radius (kernel_radius)."""
         return out.radius if out.radius is not None else self.kernel_radius(out.gammas, size, eps)
 
 

@@ -23,6 +23,8 @@ TINY = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", id
 MIXED = NRKConfig(width=4, num_atoms=4, atoms_per_channel=True, symmetric_taps=False, mixing="conv",
                   head_batchnorm=True)  # asymmetric taps: the exported convolution must not mirror them
 FOCUS = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=False, focus_width=3)
+MAPPED = NRKConfig(width=4, num_atoms=5, atoms_per_channel=False, mixing="sum", identity_start=False, focus_width=3,
+                   map_width=4)  # the defocus map from a map head
 
 
 def tiny_model(config=TINY, seed=0):
@@ -58,7 +60,7 @@ def test_export_command_writes_a_checked_file_with_the_config(tmp_path, weights)
     assert run("export", weights, "-o", weights).exit_code != 0  # never over the weights
 
 
-@pytest.mark.parametrize("config, maps", [(TINY, False), (MIXED, True), (FOCUS, True)])
+@pytest.mark.parametrize("config, maps", [(TINY, False), (MIXED, True), (FOCUS, True), (MAPPED, True)])
 def test_onnxruntime_matches_torch_on_odd_sizes(tmp_path, config, maps):
     model = tiny_model(config)
     path = tmp_path / "m.onnx"
