@@ -83,6 +83,9 @@ class Deblurred(NamedTuple):
     image: np.ndarray  # (H, W, C) float32, the deblurred photo, not clipped (may be a strided view)
     defocus_map: np.ndarray | None  # (H, W) float32, the blur's RMS radius in input pixels
     gammas: list[np.ndarray] | None  # coarse to fine, (J, H/2^(S-1-t), W/2^(S-1-t)) float32
+    # (H, W) float32 in [0, 1), with the map: how far the photo shows blur at each pixel
+    # (map_refine.confidence; 0 on flat sky and walls, where the map is its neighbours')
+    confidence: np.ndarray | None = None
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -269,7 +272,8 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
     if defocus_map:  # refined with the photo as guide, on the whole map so that tiles agree
         from .map_refine import refine_map
 
-        result = result._replace(defocus_map=refine_map(result.defocus_map, pixels, options.linear).map)
+        refined = refine_map(result.defocus_map, pixels, options.linear)
+        result = result._replace(defocus_map=refined.map, confidence=refined.confidence)
     return result
 
 

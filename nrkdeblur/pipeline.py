@@ -241,7 +241,7 @@ def process_one(model: NRKNet, job: Job, options: DeblurOptions, report: Report)
                     coefficients=out.coefficients_dir is not None, on_tile=report.tile, mask=mask)
     stem = job.relative.with_suffix("")
     if out.defocus_map_dir is not None:  # maps first: the photo's output marks the job as done
-        write_defocus_map(out.defocus_map_dir / stem.parent, stem.name, result.defocus_map)
+        write_defocus_map(out.defocus_map_dir / stem.parent, stem.name, result.defocus_map, result.confidence)
     if out.coefficients_dir is not None:
         write_coefficients(out.coefficients_dir / stem.parent, stem.name, model, result.gammas)
     np.clip(result.image, 0.0, 1.0, out=result.image)
@@ -284,9 +284,13 @@ def output_folders(jobs: list[Job], options: DeblurOptions) -> set[Path]:
     return folders
 
 
-def write_defocus_map(folder: Path, stem: str, radius: np.ndarray) -> None:
-    """NAME_defocus.png (heatmap with a colour bar in pixels), NAME_defocus.tiff (float32)."""
+def write_defocus_map(folder: Path, stem: str, radius: np.ndarray, confidence: np.ndarray | None = None) -> None:
+    """NAME_defocus.png (heatmap with a colour bar in pixels), NAME_defocus.tiff (float32),
+    and NAME_confidence.png, the confidence as 8-bit grey (255: blur fully visible)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if confidence is not None:
+        grey = Image.fromarray(np.rint(np.clip(confidence, 0, 1) * 255).astype(np.uint8), mode="L")
+        atomic_write(folder / f"{stem}_confidence.png", lambda f: grey.save(f, format="PNG"))
     png = heatmap(radius)
     atomic_write(folder / f"{stem}_defocus.png", lambda f: png.save(f, format="PNG"))
     tif = Image.fromarray(radius.astype(np.float32), mode="F")

@@ -277,6 +277,20 @@ def test_mismatched_weights_file(tmp_path, weights):
     assert r.exit_code == 1 and "do not match" in r.stderr
 
 
+def test_the_confidence_map_is_black_where_the_photo_is_flat(tmp_path, weights):
+    """NAME_confidence.png beside the map: 0 where the photo has no texture (the map there
+    is its neighbours' guess), bright where it has."""
+    a = np.full((48, 96, 3), 128, np.uint8)
+    a[:, 48:] = np.random.default_rng(0).integers(0, 256, (48, 48, 3))
+    Image.fromarray(a).save(tmp_path / "p.png")
+    r = run(tmp_path / "p.png", "-o", tmp_path / "o.png", "--weights", weights, "--defocus-map", tmp_path / "maps")
+    assert r.exit_code == 0, r.output
+    conf = Image.open(tmp_path / "maps" / "p_confidence.png")
+    assert conf.mode == "L" and conf.size == (96, 48)
+    conf = np.asarray(conf)
+    assert conf[:, :36].max() == 0 and conf[:, 60:].mean() > 80  # measured 115
+
+
 def test_model_takes_a_shipped_name_or_a_file_and_help_lists_the_shipped_models(tmp_path, weights):
     from nrkdeblur.weights import SHIPPED
 

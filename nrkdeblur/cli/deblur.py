@@ -34,7 +34,8 @@ from .progress import Reporter
 @click.option("--tile-overlap", "overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, show_default=True,
               help="Pixels shared by neighbouring tiles.")
 @click.option("--defocus-map", "defocus_map_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write NAME_defocus.png (heatmap) and NAME_defocus.tiff (float, pixels) here.")
+              help="Write NAME_defocus.png (heatmap), NAME_defocus.tiff (float, pixels) and "
+                   "NAME_confidence.png (black where the photo is too flat to show blur) here.")
 @click.option("--coefficients", "coefficients_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the coefficient maps and atoms (NAME_coefficients.safetensors, NAME_atoms.png) here.")
 @click.option("--linear", is_flag=True, help=LINEAR_HELP)
