@@ -133,8 +133,8 @@ def load(weights: str | os.PathLike | None = None, device: str = "auto", half: b
 
 def deblur_file(src: str | os.PathLike, dst: str | os.PathLike | None = None, **options) -> Path:
     """Load the model and deblur one file (Deblurrer.deblur_file); options: fields of
-    pipeline.DeblurOptions, weights (or model, load's), device and half included. For many files, load()
-    once and call its deblur_file."""
+    pipeline.DeblurOptions, weights (or model, as for load), device and half included. For
+    many files, load() once and call its deblur_file."""
     opts = DeblurOptions.of(**_model_options(options))
     deblurrer = load(opts.inference.weights, opts.inference.device, opts.inference.half)
     deblurrer.options = override(opts, device=deblurrer.options.inference.device)

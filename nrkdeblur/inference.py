@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .allocator import active as active_allocator
 from .errors import SettingsError
-from .model import NRKNet
+from .model import NRKNet, padded_size
 from .restraint import change_weight, check_protect, mask_tensor
 from .runtime import resolve_backend, runner_for
 from .srgb import linear_to_srgb, srgb_to_linear
@@ -195,19 +195,28 @@ def tiles_for(model: NRKNet, height: int, width: int, options: InferenceOptions)
     return tile, overlap
 
 
+def grid_tiles(model: NRKNet, height: int, width: int, options: InferenceOptions) -> tuple[tuple[int, int] | None, int]:
+    """(tile, overlap) as deblur runs them: tiles_for's tile on the model's grid (a multiple
+    of its multiple, at least twice it), so tiles start where the whole photo's grid does;
+    None when one tile holds the whole photo."""
+    tile, overlap = tiles_for(model, height, width, options)
+    th, tw = (height, width) if tile is None else tile_size(tile)
+    if height <= th and width <= tw:
+        return None, overlap
+    m = model.config.multiple
+    return (max(th // m * m, 2 * m), max(tw // m * m, 2 * m)), overlap
+
+
 def processed_pixels(model: NRKNet, height: int, width: int, options: InferenceOptions = InferenceOptions()) -> int:
     """Pixels the network processes for a photo of that size, as deblur tiles it: every
     tile's, overlaps included, each padded to the model's multiple as the network pads it
     (the pixels its convolutions run over: bench.py's end-to-end MACs)."""
     m = model.config.multiple
-    padded = lambda n: max(-(-n // m) * m, 2 * m)  # noqa: E731  model.pad_to_multiple's size
-    tile, overlap = tiles_for(model, height, width, options)
-    th, tw = (height, width) if tile is None else tile_size(tile)
-    if height <= th and width <= tw:
-        return padded(height) * padded(width)
-    th, tw = max(th // m * m, 2 * m), max(tw // m * m, 2 * m)
-    rows = sum(padded(b - a) for a, b in tile_spans(height, th, overlap, m))
-    cols = sum(padded(b - a) for a, b in tile_spans(width, tw, overlap, m))
+    tile, overlap = grid_tiles(model, height, width, options)
+    if tile is None:
+        return padded_size(height, m) * padded_size(width, m)
+    rows = sum(padded_size(b - a, m) for a, b in tile_spans(height, tile[0], overlap, m))
+    cols = sum(padded_size(b - a, m) for a, b in tile_spans(width, tile[1], overlap, m))
     return rows * cols
 
 
@@ -242,7 +251,7 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
 
     linear, strength, protect = options.linear, options.strength, options.protect
     with_map = defocus_map or protect is not None  # protect reads the map of the same forward pass
-    tile, overlap = tiles_for(model, H, W, options)
+    tile, overlap = grid_tiles(model, H, W, options)
     forward = runner_for(model, options.backend, with_map, coefficients, options.half)  # one call per tile
 
     def fn(t: Tensor) -> Tensor:
@@ -259,15 +268,12 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
             y[:, :3].sub_(source).mul_(weight).add_(source)
         return y
 
-    m = model.config.multiple
-    th, tw = (H, W) if tile is None else tile_size(tile)
-    if H <= th and W <= tw:
+    if tile is None:
         y = fn(x)
         if on_tile is not None:
             on_tile(1, 1)
     else:  # tiles start on the model's grid (multiples of m); border tiles pad as the whole would
-        tile = (max(th // m * m, 2 * m), max(tw // m * m, 2 * m))
-        y = run_tiled(fn, x, tile, overlap, on_tile, align=m)
+        y = run_tiled(fn, x, tile, overlap, on_tile, align=model.config.multiple)
     result = _split(y, model, C, with_map, defocus_map, coefficients)
     if defocus_map:  # refined with the photo as guide, on the whole map so that tiles agree
         from .map_refine import refine_map

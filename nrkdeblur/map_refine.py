@@ -2,10 +2,9 @@
 how far the photo lets blur be observed at each pixel.
 
 The map head (map_head.py), or the focus head for weights without one, reads the blur
-from what the network sees. Where the photo has no
-texture (flat sky, a wall) a blurred and a sharp photo look the same, so the map's value
-there is a guess. The confidence of a pixel is the blurry photo's own texture around it
-(the sharp photo is unknown at inference):
+from what the network sees. Where the photo has no texture (flat sky, a wall) a blurred
+and a sharp photo look the same, so the map's value there is a guess. The confidence of a
+pixel is the blurry photo's own texture around it (the sharp photo is unknown at inference):
 
     E = G_2 * |grad Y|^2,    c = (E / (E + median E))^2,    in [0, 1)
 

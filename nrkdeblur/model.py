@@ -198,11 +198,16 @@ class FocusHead(nn.Module):
         return F.relu(kernel_radius.detach() + delta), torch.sigmoid(c).mul(2)
 
 
+def padded_size(n: int, m: int) -> int:
+    """A side of n px as pad_to_multiple pads it: the next multiple of m, at least 2m."""
+    return n + max(-n % m, 2 * m - n)
+
+
 def pad_to_multiple(x: Tensor, m: int) -> Tensor:
     """Pad bottom and right so both sides are multiples of m and at least 2m (the 3x3
     convolutions reflect at 1/m scale): reflect, or replicate for tiny images."""
     H, W = x.shape[-2:]
-    pad = (0, max(-W % m, 2 * m - W), 0, max(-H % m, 2 * m - H))
+    pad = (0, padded_size(W, m) - W, 0, padded_size(H, m) - H)
     if not any(pad):
         return x
     return F.pad(x, pad, mode="reflect" if min(H, W) > max(pad) else "replicate")
@@ -223,7 +228,7 @@ class NRKOutput(NamedTuple):
     reblurred: list[Tensor] | None  # training: D_t(X_t) for the sharp pyramid X_t
     blurry: list[Tensor] | None  # training: the input pyramid Y_t, coarse to fine
     sharp: list[Tensor] | None  # training: the sharp pyramid X_t, coarse to fine
-    radius: Tensor | None = None  # (B, 1, H, W) the defocus map, px: the map head's when measured, else the focus head's
+    radius: Tensor | None = None  # (B, 1, H, W) defocus map, px: the map head's when measured, else the focus head's
     spread: Tensor | None = None  # (B, 1, H, W) the map head's expected error of log(1 + radius), when measured
 
 

@@ -11,8 +11,8 @@ from ..batch import EXTENSION_OF_FORMAT
 from ..inference import DEFAULT_OVERLAP, MIN_TILE, InferenceOptions
 from ..report_data import summary_line
 from .group import main
-from .common import (EXIT_STATUS, LINEAR_HELP, command, console, device_option, protect_option, resolve_device, shipped_models,
-                     weights_option)
+from .common import (EXIT_STATUS, LINEAR_HELP, command, console, device_option, protect_option, resolve_device,
+                     shipped_models, weights_option)
 from .progress import Reporter
 
 

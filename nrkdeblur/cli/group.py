@@ -25,7 +25,8 @@ class DefaultGroup(click.Group):
             return super().invoke(ctx)
 
 
-@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=shipped_models() + EXIT_STATUS)
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=shipped_models() + EXIT_STATUS)
 @click.version_option(__version__, prog_name="nrkdeblur")
 def main() -> None:
     """Turn defocused photos into all-in-focus ones (NRKNet, CVPR 2023).
