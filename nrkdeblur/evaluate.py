@@ -17,6 +17,10 @@ rendered with, data/datasets.write_frozen_set); docs/map-scores.md defines each 
   the least-absolute-deviation scale, exact), beside the error of the best constant map
   (the median of the set's true radii): a map that ranks well but has the wrong scale is
   not punished twice, and one no better than a constant shows it.
+Strong blur, where a set has true radius maps: PSNR of input and output over the pixels
+whose true radius exceeds STRONG_BLUR px only (per image; a set's figure pools the squared
+errors of all its strong pixels), to see whether the network helps or harms where the blur
+is beyond what it inverts well.
 Maps without a metric truth (the Pixel-4 defocus maps, known up to an affine transform):
 affine_scores(), the dual-pixel literature's AIWE(1), AIWE(2) and 1 - |Spearman|.
 """
@@ -32,6 +36,7 @@ from .levels import to_levels
 
 
 TEXTURE_SIGMA = 2.0  # px: textured pixels are judged over about a 5x5 neighbourhood
+STRONG_BLUR = 8.0  # px of true RMS radius: the strong-blur PSNR's pixels lie above it
 
 
 class Row(NamedTuple):
@@ -47,6 +52,11 @@ class Row(NamedTuple):
     map_scale: float | None = None  # the set's one scale s
     map_mae_fit: float | None = None  # px, s * map
     map_mae_constant: float | None = None  # px, the set's best constant map
+    # PSNR over the pixels whose true radius exceeds STRONG_BLUR (None: none, or no truth)
+    strong_pixels: int | None = None
+    strong_share: float | None = None  # of the image's pixels
+    strong_psnr_in: float | None = None
+    strong_psnr_out: float | None = None
 
 
 class SetSummary(NamedTuple):
@@ -64,6 +74,9 @@ class SetSummary(NamedTuple):
     map_scale: float | None
     map_mae_fit: float | None
     map_mae_constant: float | None
+    strong_share: float | None  # of the set's pixels, with true radius above STRONG_BLUR
+    strong_psnr_in: float | None  # PSNR pooled over those pixels
+    strong_psnr_out: float | None
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,6 +109,23 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
         values.append(s.mean())
     return float(np.mean(values))
+
+
+def strong_psnr(blurry: np.ndarray, out: np.ndarray, sharp: np.ndarray,
+                radius: np.ndarray) -> tuple[int, float, float | None, float | None]:
+    """(pixel count, share of the image, PSNR in, PSNR out) over the pixels whose true
+    radius exceeds STRONG_BLUR."""
+    strong = radius > STRONG_BLUR
+    n = int(strong.sum())
+    if n == 0:
+        return 0, 0.0, None, None
+    return n, n / strong.size, psnr(blurry[strong], sharp[strong]), psnr(out[strong], sharp[strong])
+
+
+def pooled_psnr(counts: list[int], values: list[float]) -> float:
+    """PSNR of the union of pixel sets, from each set's count and PSNR (8-bit peak)."""
+    mse = [n * 255.0**2 * 10 ** (-v / 10) for n, v in zip(counts, values)]
+    return float(10 * np.log10(255.0**2 * sum(counts) / sum(mse)))
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -244,6 +274,9 @@ def evaluate(pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
         if out.shape != sharp.shape or blurry.shape != sharp.shape:
             raise DataError(f"{name}: sizes differ ({blurry.shape}, {out.shape}, {sharp.shape})")
         row = Row(name, psnr(blurry, sharp), ssim(blurry, sharp), psnr(out, sharp), ssim(out, sharp))
+        if radius is not None:
+            row = row._replace(**dict(zip(("strong_pixels", "strong_share", "strong_psnr_in", "strong_psnr_out"),
+                                          strong_psnr(blurry, out, sharp, radius))))
         if defocus is not None and radius is not None:
             rho, rho_textured, mae = map_scores(defocus, radius, sharp)
             row = row._replace(map_spearman=rho, map_spearman_textured=rho_textured, map_mae=mae)
@@ -267,11 +300,18 @@ def mean_row(rows: list[Row]) -> Row:
 
 
 def summarize(name: str, rows: list[Row]) -> SetSummary:
-    """A set's means, its worst image by PSNR gain, and its defocus-map figures."""
+    """A set's means, its worst image by PSNR gain, its defocus-map figures and its strong-blur
+    PSNR, pooled over the strong pixels of all its images."""
     worst = min(rows, key=lambda r: r.psnr_out - r.psnr_in)
     m = mean_row(rows)
+    strong = [r for r in rows if r.strong_pixels]
+    strong_in = strong_out = None
+    if strong:
+        counts = [r.strong_pixels for r in strong]
+        strong_in = pooled_psnr(counts, [r.strong_psnr_in for r in strong])
+        strong_out = pooled_psnr(counts, [r.strong_psnr_out for r in strong])
     return SetSummary(name, len(rows), m.psnr_in, m.psnr_out, m.ssim_in, m.ssim_out, worst.psnr_out - worst.psnr_in,
-                      worst.name, *(getattr(m, f) for f in SetSummary._fields[8:]))
+                      worst.name, *(getattr(m, f) for f in SetSummary._fields[8:14]), m.strong_share, strong_in, strong_out)
 
 
 def with_map(restore: Restorer, estimate: Callable[[np.ndarray], np.ndarray]) -> Restorer:

@@ -21,10 +21,22 @@ the blur.
 Plain MSE lets heavily blurred images dominate: trained with it, the model lowered the
 batch MSE while raising the error of nearly sharp images, and the mean PSNR fell below
 the input's (measured: docs/training-notes.md, "The `cpu` preset").
+
+The harm term (ours, weight `harm_weight`) punishes only where the output is locally worse
+than the input: with e_Z and e_Y the squared errors of the output and of the blurry input
+against the target, averaged over colours and smoothed by a Gaussian window of std
+HARM_SIGMA px, it is the mean over pixels of
+
+    max(0, 10 log10((e_Z + eps) / (e_Y + eps))),    eps = HARM_EPS
+
+the dB by which the output is worse than the input around each pixel, 0 wherever it is
+better. Where the output improves on the input it adds nothing, so the network keeps its
+gain where it can invert the blur, and pays for invented texture where it cannot.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -34,6 +46,8 @@ from torch import Tensor
 from .model import NRKOutput
 
 SCALE_WEIGHTS = (1.0, 0.75, 0.5, 0.25)
+HARM_SIGMA = 4.0  # px: the window of "locally" in the harm term
+HARM_EPS = (1.0 / 255) ** 2  # an 8-bit level squared: below it no error is seen as harm
 
 
 class LossTerms(NamedTuple):
@@ -42,6 +56,7 @@ class LossTerms(NamedTuple):
     fdr: Tensor  # weighted FFT-L1, frequency domain reconstruction (eq. 13)
     reblur: Tensor  # weighted reblurring MSE (eq. 14)
     radius: Tensor  # mean absolute error of the defocus map, px (ours; 0 when not asked)
+    harm: Tensor  # mean local dB by which the output is worse than the input (ours; 0 when not asked)
 
 
 def fft_l1(a: Tensor, b: Tensor) -> Tensor:
@@ -55,13 +70,34 @@ def log_mse_loss(a: Tensor, b: Tensor) -> Tensor:
     return (10 * torch.log10(per_image + 1e-10)).mean()
 
 
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of [B, C, H, W], truncated at 3 sigma, edges replicated."""
+    r = int(math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = (g / g.sum()).repeat(x.shape[1], 1, 1, 1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), g.view(-1, 1, 1, 2 * r + 1), groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), g.view(-1, 1, 2 * r + 1, 1), groups=x.shape[1])
+
+
+def local_harm(image: Tensor, blurry: Tensor, sharp: Tensor, sigma: float = HARM_SIGMA,
+               eps: float = HARM_EPS) -> Tensor:
+    """The harm term (module docstring): mean over pixels of the local dB by which `image` is
+    worse than `blurry` against `sharp`, all [B, C, H, W]; no gradient reaches `blurry`."""
+    e_out = gaussian_blur((image.float() - sharp.float()).pow(2).mean(1, keepdim=True), sigma)
+    e_in = gaussian_blur((blurry.detach().float() - sharp.float()).pow(2).mean(1, keepdim=True), sigma)
+    return F.relu(10 * torch.log10((e_out + eps) / (e_in + eps))).mean()
+
+
 def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.1,
              weights: tuple[float, ...] = SCALE_WEIGHTS, log_mse: bool = False,
-             radius: tuple[Tensor, Tensor] | None = None, radius_weight: float = 0.0) -> LossTerms:
+             radius: tuple[Tensor, Tensor] | None = None, radius_weight: float = 0.0,
+             blurry: Tensor | None = None, harm_weight: float = 0.0) -> LossTerms:
     """Eq. 12-14 for a model output computed with the sharp target (training mode).
 
     radius: (predicted defocus map, true PSF RMS radius), both [B, 1, H, W] in pixels,
-    for the radius term with weight radius_weight."""
+    for the radius term with weight radius_weight. blurry: the full-resolution input, for
+    the harm term with weight harm_weight."""
     if out.scale_outputs is None:
         raise ValueError("the model must be called with the sharp target to compute the loss")
     sq = log_mse_loss if log_mse else F.mse_loss
@@ -70,8 +106,13 @@ def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.
     mse = sum(w * sq(z, x) for w, z, x in zip(weights, preds, targets))
     fdr = sum(w * fft_l1(z, x) for w, z, x in zip(weights, preds, targets)) if beta else torch.zeros((), device=sharp.device)
     reblur = sum(w * sq(d, y) for w, d, y in zip(weights[1:], out.reblurred[::-1], out.blurry[::-1]))
-    rad = (radius[0] - radius[1]).abs().mean() if radius is not None else torch.zeros((), device=sharp.device)
-    return LossTerms(mse + beta * fdr + alpha * reblur + radius_weight * rad, mse, fdr, reblur, rad)
+    zero = torch.zeros((), device=sharp.device)
+    rad = (radius[0] - radius[1]).abs().mean() if radius is not None else zero
+    if harm_weight and blurry is None:
+        raise ValueError("the harm term needs the blurry input")
+    harm = local_harm(out.image, blurry, sharp) if harm_weight else zero
+    total = mse + beta * fdr + alpha * reblur + radius_weight * rad + harm_weight * harm
+    return LossTerms(total, mse, fdr, reblur, rad, harm)
 
 
 def psnr(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:

@@ -118,6 +118,8 @@ class LossSettings:
     log_mse: bool = knob(False, "squared errors as minus each image's PSNR (ours) instead of plain MSE (paper)")
     radius_weight: float = knob(0.0, "weight of the defocus-map term: mean absolute error (px) of the map against "
                                      "the true blur; synthetic data only")
+    harm_weight: float = knob(0.0, "weight of the harm term: mean local dB by which the output is worse than "
+                                   "the input, 0 where it is better (losses.local_harm)")
 
 
 @dataclass(frozen=True)

@@ -306,7 +306,7 @@ def train_step(net: torch.nn.Module, t: Trainee, recipe: Recipe, batch: dict,
     out = net(blur, sharp, return_gamma=with_radius)
     radius = (t.model.defocus_map(out, blur.shape[-2:], eps=1e-4), batch["radius"].to(device)) if with_radius else None
     terms = nrk_loss(out, sharp, loss.reblur_weight, loss.fft_weight, log_mse=loss.log_mse, radius=radius,
-                     radius_weight=loss.radius_weight)
+                     radius_weight=loss.radius_weight, blurry=blur, harm_weight=loss.harm_weight)
     t.opt.zero_grad(set_to_none=True)
     terms.total.backward()
     if optim.grad_clip is not None:

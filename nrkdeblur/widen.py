@@ -40,12 +40,16 @@ def input_channels(model: NRKNet, name: str, old: NRKConfig) -> list[int] | None
 def load_widened(model: NRKNet, source: NRKNet) -> None:
     """Copy `source`'s weights into `model`, which may be wider; `model`'s own initial
     weights supply the new channels' inputs. Afterwards model(x) equals source(x) up to
-    float rounding."""
+    float rounding. A map head (map_head.py) may be left behind when `model` has none: it
+    was trained on `source` frozen and measures nothing once the rest learns; the run's
+    weights get a new one afterwards (scripts/train-map-head.py)."""
     old, new = source.config, model.config
-    if (dataclasses.replace(old, width=new.width, focus_width=new.focus_width) != new or new.width < old.width
-            or old.focus_width not in (0, new.focus_width)):
+    kept_map = old.map_width if new.map_width else 0
+    if (dataclasses.replace(old, width=new.width, focus_width=new.focus_width, map_width=kept_map) != new
+            or new.width < old.width or old.focus_width not in (0, new.focus_width)):
         raise DataError(f"cannot start a model of width {new.width} from weights of width {old.width} "
-                         "with another config (only the width may grow, and a focus head be added)")
+                         "with another config (only the width may grow, a focus head be added and a map "
+                         "head be left behind)")
     state = source.state_dict()
     added_head = old.focus_width == 0 and new.focus_width > 0
 

@@ -68,3 +68,19 @@ def test_a_model_with_a_focus_head_widens_too():
     torch.testing.assert_close(b.radius, a.radius, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="focus head"):  # a head of another width is not a copy
         load_widened(NRKNet(dataclasses.replace(config, focus_width=4)), narrow)
+
+
+def test_a_map_head_is_left_behind_but_never_invented():
+    """A run from weights with a map head trains without it (it measures frozen weights only);
+    the image is the same. Starting a map head from weights without one is refused."""
+    config = dataclasses.replace(NARROW, focus_width=3, map_width=4)
+    source = trained_like(config)
+    bare = NRKNet(dataclasses.replace(config, map_width=0)).eval()
+    load_widened(bare, source)
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(bare(x).image, source(x).image, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="map head"):
+        load_widened(NRKNet(config), trained_like(dataclasses.replace(config, map_width=0)))
+    with pytest.raises(ValueError, match="map head"):
+        load_widened(NRKNet(dataclasses.replace(config, map_width=5)), source)

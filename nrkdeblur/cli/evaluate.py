@@ -107,6 +107,16 @@ def map_cells(r) -> list[str]:
             _fmt(r.map_scale, ".2f"), _fmt(r.map_mae_fit, ".2f"), _fmt(r.map_mae_constant, ".2f")]
 
 
+# over the pixels whose true radius exceeds evaluate.STRONG_BLUR (8 px): their share of the
+# set's pixels, and the PSNR gain there (pooled over the set)
+STRONG_COLUMNS = ["r>8 share", "r>8 gain"]
+
+
+def strong_cells(m) -> list[str]:
+    gain = None if m.strong_psnr_in is None else m.strong_psnr_out - m.strong_psnr_in
+    return [_fmt(m.strong_share, ".1%"), _fmt(gain, "+.2f")]
+
+
 def write_rows(rows, title: str) -> None:
     from rich.table import Table
 
@@ -128,11 +138,13 @@ def write_summaries(summaries, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"Per set: {title}")
-    for col in ("set", "images", "PSNR in", "PSNR out", "gain", "worst gain", "worst image", "SSIM gain", *MAP_COLUMNS):
+    for col in ("set", "images", "PSNR in", "PSNR out", "gain", "worst gain", "worst image", "SSIM gain",
+                *STRONG_COLUMNS, *MAP_COLUMNS):
         table.add_column(col, justify="left" if col in ("set", "worst image") else "right")
     for m in summaries:
         table.add_row(m.name, str(m.images), f"{m.psnr_in:.2f}", f"{m.psnr_out:.2f}", f"{m.psnr_out - m.psnr_in:+.2f}",
-                      f"{m.worst_gain:+.2f}", m.worst_image, f"{m.ssim_out - m.ssim_in:+.4f}", *map_cells(m))
+                      f"{m.worst_gain:+.2f}", m.worst_image, f"{m.ssim_out - m.ssim_in:+.4f}", *strong_cells(m),
+                      *map_cells(m))
     table_console().print(table)
 
 
