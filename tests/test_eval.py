@@ -348,3 +348,46 @@ def test_map_percentiles_script_splits_a_frozen_set_by_its_true_radius(tmp_path)
     assert f"a: in focus (25 %) {expect[0]} | defocused {expect[1]}" in r.stdout
     r = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
     assert r.returncode == 1 and "no photos" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_strong_blur_psnr_counts_only_pixels_above_8_px_and_pools_a_set(tmp_path):
+    """Rows score the input and output over the pixels whose true radius exceeds 8 px only
+    (catches a mask that takes all pixels, or >= instead of >); the set's figure pools their
+    squared errors (catches a mean of per-image PSNRs), checked through the command with the
+    identity method, whose output is its input."""
+    from nrkdeblur.data.datasets import write_radius_map
+    from nrkdeblur.evaluate import STRONG_BLUR, psnr
+
+    rng = np.random.default_rng(5)
+    for d in ("blur", "sharp", "radius"):
+        (tmp_path / "set" / d).mkdir(parents=True)
+    expected_in, counts, mse = {}, [], []
+    for i, (noise, cols) in enumerate([(4, 20), (30, 8)]):
+        sharp = rng.integers(40, 200, (16, 32, 3)).astype(np.uint8)
+        blurry = sharp.copy()
+        blurry[:, :cols] = np.clip(sharp[:, :cols] + rng.normal(0, noise, (16, cols, 3)), 0, 255).astype(np.uint8)
+        blurry[:, cols:] = sharp[:, cols:] ^ 1  # one level off where the blur is not strong
+        radius = np.zeros((16, 32), np.float32)
+        radius[:, :cols] = STRONG_BLUR + 0.5
+        radius[:, cols] = STRONG_BLUR  # at 8 px exactly: not strong
+        Image.fromarray(blurry).save(tmp_path / "set" / "blur" / f"i{i}.png")
+        Image.fromarray(sharp).save(tmp_path / "set" / "sharp" / f"i{i}.png")
+        write_radius_map(tmp_path / "set" / "radius" / f"i{i}.tiff", radius)
+        expected_in[f"i{i}"] = psnr(blurry[:, :cols], sharp[:, :cols])
+        counts.append(16 * cols)
+        mse.append(((blurry[:, :cols].astype(float) - sharp[:, :cols]) ** 2).mean())
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "set"), "--method", "identity", "--json",
+                                  str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "s.json").read_text())
+    for row in rows[:-1]:
+        assert row["strong_psnr_in"] == pytest.approx(expected_in[row["name"]], abs=1e-9)
+        assert row["strong_psnr_out"] == row["strong_psnr_in"] and row["strong_pixels"] == counts[int(row["name"][1])]
+    from nrkdeblur.evaluate import evaluate, summarize
+    from nrkdeblur.eval_sets import find_sets
+    (name, pairs), = find_sets([tmp_path / "set"])
+    summary = summarize(name, evaluate(pairs, lambda n, b: (b, None)))
+    pooled = 10 * np.log10(255.0**2 * sum(counts) / sum(n * m for n, m in zip(counts, mse)))
+    assert summary.strong_psnr_in == pytest.approx(pooled, abs=1e-9)
+    assert summary.strong_share == pytest.approx(np.mean([c / (16 * 32) for c in counts]))
+    assert "r>8 gain" in r.output and "+0.00" in r.output.split("Per set")[1]

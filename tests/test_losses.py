@@ -1,5 +1,7 @@
 """Eq. 12-14: the loss terms on a model whose output is its input (identity start)."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,3 +53,27 @@ def test_log_mse_is_minus_the_mean_psnr(batch):
     out, y, x = batch
     terms = nrk_loss(out, x, alpha=0.0, beta=0.0, weights=(1.0, 0.0, 0.0, 0.0), log_mse=True)
     assert terms.total.item() == pytest.approx(-psnr(y, x).item(), abs=1e-4)
+
+
+def test_harm_term_counts_only_where_the_output_is_worse_than_the_input():
+    """Output 10x the input's squared error on the right half, better on the left: the term is
+    the right half's dB (catches a missing clamp at 0, swapped errors, or a window that lets
+    the left half's gain pay for the right half's harm far from the seam)."""
+    from nrkdeblur.losses import HARM_EPS, local_harm
+
+    sharp = torch.full((1, 3, 32, 96), 0.5)
+    blurry = sharp + 0.1
+    out = sharp.clone()
+    out[..., 48:] += 0.1 * 10**0.5
+    harm = local_harm(out, blurry, sharp)
+    per_pixel = 10 * math.log10((0.1 + HARM_EPS) / (0.01 + HARM_EPS))
+    assert harm.item() == pytest.approx(per_pixel / 2, rel=0.05)  # the seam's window blurs a few columns
+    right_only = local_harm(out[..., 64:], blurry[..., 64:], sharp[..., 64:])
+    assert right_only.item() == pytest.approx(per_pixel, rel=1e-4)
+    assert local_harm(sharp, blurry, sharp).item() == 0.0
+    better = sharp + 0.05
+    assert local_harm(better, blurry, sharp).item() == 0.0
+    blurry.requires_grad_(True)
+    out.requires_grad_(True)
+    local_harm(out, blurry, sharp).backward()
+    assert blurry.grad is None and out.grad[..., 70:].abs().min() > 0 and out.grad[..., :30].abs().max() == 0
