@@ -166,4 +166,4 @@ def resolve_device(name: str):
 def table_console() -> Console:
     """stdout, as wide as a terminal, or wide enough for the tables when piped to a file."""
     out = Console()
-    return out if out.is_terminal else Console(width=160)
+    return out if out.is_terminal else Console(width=200)

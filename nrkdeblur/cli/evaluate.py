@@ -140,7 +140,9 @@ def write_summaries(summaries, title: str) -> None:
     table = Table(title=f"Per set: {title}")
     for col in ("set", "images", "PSNR in", "PSNR out", "gain", "worst gain", "worst image", "SSIM gain",
                 *STRONG_COLUMNS, *MAP_COLUMNS):
-        table.add_column(col, justify="left" if col in ("set", "worst image") else "right")
+        names = [m.name for m in summaries] if col == "set" else [m.worst_image for m in summaries]
+        table.add_column(col, justify="left" if col in ("set", "worst image") else "right",  # names never cut
+                         min_width=max(map(len, names)) if col in ("set", "worst image") else None)
     for m in summaries:
         table.add_row(m.name, str(m.images), f"{m.psnr_in:.2f}", f"{m.psnr_out:.2f}", f"{m.psnr_out - m.psnr_in:+.2f}",
                       f"{m.worst_gain:+.2f}", m.worst_image, f"{m.ssim_out - m.ssim_in:+.4f}", *strong_cells(m),
