@@ -40,8 +40,9 @@ def evaluate_command(folders, pred_dir, method, weights, strength, protect, line
     blur radius maps written by `nrkdeblur render`), or one BLUR_DIR SHARP_DIR pair.
     Pairs are matched by file name (stem). Scores are on 8-bit RGB, data range 255, no
     border crop; SSIM is scikit-image's structural_similarity (7x7 window, channel_axis).
-    Per set: mean PSNR and SSIM of input and output, the worst image's PSNR gain, and,
-    with nrknet on a set that has radius/, the defocus map's Spearman rank correlation
+    Per set: mean PSNR and SSIM of input and output, the worst image's PSNR gain, on a
+    set that has radius/ the PSNR gain over the pixels blurred by more than 8 px (their
+    share and their gain, pooled; docs/restraint.md), and, with nrknet on a set that has radius/, the defocus map's Spearman rank correlation
     with the true radius on all and on textured pixels, its mean absolute error in pixels
     as it is and after one scale fitted per set, and the error of the best constant map
     (docs/map-scores.md). --map-method classical scores the Zhuo & Sim map instead.
