@@ -74,7 +74,7 @@ class SetSummary(NamedTuple):
     map_scale: float | None
     map_mae_fit: float | None
     map_mae_constant: float | None
-    strong_share: float | None  # of the set's pixels, with true radius above STRONG_BLUR
+    strong_share: float | None  # of an image's pixels, with true radius above STRONG_BLUR (mean)
     strong_psnr_in: float | None  # PSNR pooled over those pixels
     strong_psnr_out: float | None
 
@@ -275,8 +275,8 @@ def evaluate(pairs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
             raise DataError(f"{name}: sizes differ ({blurry.shape}, {out.shape}, {sharp.shape})")
         row = Row(name, psnr(blurry, sharp), ssim(blurry, sharp), psnr(out, sharp), ssim(out, sharp))
         if radius is not None:
-            row = row._replace(**dict(zip(("strong_pixels", "strong_share", "strong_psnr_in", "strong_psnr_out"),
-                                          strong_psnr(blurry, out, sharp, radius))))
+            n, share, strong_in, strong_out = strong_psnr(blurry, out, sharp, radius)
+            row = row._replace(strong_pixels=n, strong_share=share, strong_psnr_in=strong_in, strong_psnr_out=strong_out)
         if defocus is not None and radius is not None:
             rho, rho_textured, mae = map_scores(defocus, radius, sharp)
             row = row._replace(map_spearman=rho, map_spearman_textured=rho_textured, map_mae=mae)
@@ -310,8 +310,10 @@ def summarize(name: str, rows: list[Row]) -> SetSummary:
         counts = [r.strong_pixels for r in strong]
         strong_in = pooled_psnr(counts, [r.strong_psnr_in for r in strong])
         strong_out = pooled_psnr(counts, [r.strong_psnr_out for r in strong])
+    map_figures = {f: getattr(m, f) for f in SetSummary._fields if f.startswith("map_")}
     return SetSummary(name, len(rows), m.psnr_in, m.psnr_out, m.ssim_in, m.ssim_out, worst.psnr_out - worst.psnr_in,
-                      worst.name, *(getattr(m, f) for f in SetSummary._fields[8:14]), m.strong_share, strong_in, strong_out)
+                      worst.name, **map_figures, strong_share=m.strong_share, strong_psnr_in=strong_in,
+                      strong_psnr_out=strong_out)
 
 
 def with_map(restore: Restorer, estimate: Callable[[np.ndarray], np.ndarray]) -> Restorer:

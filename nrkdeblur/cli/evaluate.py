@@ -40,12 +40,12 @@ def evaluate_command(folders, pred_dir, method, weights, strength, protect, line
     blur radius maps written by `nrkdeblur render`), or one BLUR_DIR SHARP_DIR pair.
     Pairs are matched by file name (stem). Scores are on 8-bit RGB, data range 255, no
     border crop; SSIM is scikit-image's structural_similarity (7x7 window, channel_axis).
-    Per set: mean PSNR and SSIM of input and output, the worst image's PSNR gain, on a
-    set that has radius/ the PSNR gain over the pixels blurred by more than 8 px (their
-    share and their gain, pooled; docs/restraint.md), and, with nrknet on a set that has radius/, the defocus map's Spearman rank correlation
-    with the true radius on all and on textured pixels, its mean absolute error in pixels
-    as it is and after one scale fitted per set, and the error of the best constant map
-    (docs/map-scores.md). --map-method classical scores the Zhuo & Sim map instead.
+    Per set: mean PSNR and SSIM of input and output, the worst image's PSNR gain; on a
+    set that has radius/, the PSNR gain over the pixels blurred by more than 8 px (their
+    share and their gain, pooled; docs/restraint.md) and, with nrknet, the defocus map's
+    Spearman rank correlation with the true radius on all and on textured pixels, its
+    mean absolute error in pixels as it is and after one scale fitted per set, and the
+    error of the best constant map (docs/map-scores.md). --map-method classical scores the Zhuo & Sim map instead.
 
     \b
     Examples:
@@ -139,11 +139,11 @@ def write_summaries(summaries, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"Per set: {title}")
+    widest = {"set": max(len(m.name) for m in summaries),  # names are never cut
+              "worst image": max(len(m.worst_image) for m in summaries)}
     for col in ("set", "images", "PSNR in", "PSNR out", "gain", "worst gain", "worst image", "SSIM gain",
                 *STRONG_COLUMNS, *MAP_COLUMNS):
-        names = [m.name for m in summaries] if col == "set" else [m.worst_image for m in summaries]
-        table.add_column(col, justify="left" if col in ("set", "worst image") else "right",  # names never cut
-                         min_width=max(map(len, names)) if col in ("set", "worst image") else None)
+        table.add_column(col, justify="left" if col in widest else "right", min_width=widest.get(col))
     for m in summaries:
         table.add_row(m.name, str(m.images), f"{m.psnr_in:.2f}", f"{m.psnr_out:.2f}", f"{m.psnr_out - m.psnr_in:+.2f}",
                       f"{m.worst_gain:+.2f}", m.worst_image, f"{m.ssim_out - m.ssim_in:+.4f}", *strong_cells(m),
