@@ -50,7 +50,7 @@ class Deblurrer:
         self.options = options
 
     def deblur(self, image, strength: float = 1.0, tile: int | None = None, defocus_map: bool = False,
-               linear: bool = False, protect: float | None = None, mask=None):
+               linear: bool = False, protect: float | None = None, protect_keep: float = 0.0, mask=None):
         """Deblur a photo given as a numpy array or a PIL image.
 
         image: numpy array HxW, HxWx1 (grey), HxWx3 (RGB), HxWx2 or HxWx4 (the last channel
@@ -63,6 +63,7 @@ class Deblurrer:
         defocus_map: also return the defocus scale, an HxW float32 array in pixels.
         linear: the pixels are linear light rather than sRGB (pipeline.DeblurOptions).
         protect: leave regions whose measured blur exceeds this many px as they are (--protect).
+        protect_keep: the share of the change kept above protect instead (--protect-keep).
         mask: where to deblur, white to black (--mask): a file path, a PIL image or an array
             HxW or HxWxC (bool, uint8, uint16 or float 0..1; RGB read as grey), the image's size.
         Returns the deblurred image, or (image, defocus map) with defocus_map.
@@ -74,7 +75,7 @@ class Deblurrer:
         if tile is not None and tile < MIN_TILE:
             raise ValueError(f"tile must be at least {MIN_TILE} pixels, not {tile}")
         options = dataclasses.replace(self.options.inference, strength=strength, tile=tile, linear=linear,
-                                      protect=protect, mask=None)
+                                      protect=protect, protect_keep=protect_keep, mask=None)
         if isinstance(image, Image.Image):
             color, alpha, bits = pil_samples(image)
             pixels = from_levels(color)
@@ -98,7 +99,7 @@ class Deblurrer:
 
         dst: a file, a folder, or None for SRC's folder as NAME_sharp.EXT (batch.plan's
         rules). options: fields of pipeline.DeblurOptions named alone (strength, tile,
-        format, quality, overwrite, defocus_map_dir, coefficients_dir, linear, protect,
+        format, quality, overwrite, defocus_map_dir, coefficients_dir, linear, protect, protect_keep,
         mask: a file path ...). Raises
         ImageError for a file that cannot be read or written, FileExistsError if the output
         exists and not overwrite.

@@ -44,9 +44,10 @@ def _load(path: Path) -> np.ndarray:
 
 
 def restorer(method: str, pred_dir: Path | None = None, weights: Path | None = None, device: str = "cpu",
-             linear: bool = False, strength: float = 1.0, protect: float | None = None) -> Restorer:
+             linear: bool = False, strength: float = 1.0, protect: float | None = None,
+             protect_keep: float = 0.0) -> Restorer:
     """The Restorer for a method: "nrknet" (tiled as for deblurring, with its defocus map,
-    strength and protect as for deblurring),
+    strength, protect and protect_keep as for deblurring),
     "unsharp", "richardson-lucy", "identity", or the predictions in pred_dir."""
     if pred_dir is not None:
         return _from_folder(pred_dir)
@@ -66,7 +67,8 @@ def restorer(method: str, pred_dir: Path | None = None, weights: Path | None = N
     from .pipeline import open_default_weights
 
     model = open_default_weights(weights, resolve_device(device))
-    options = InferenceOptions(linear=linear, strength=strength, protect=protect, backend="torch")  # tiles as for deblurring
+    options = InferenceOptions(linear=linear, strength=strength, protect=protect, protect_keep=protect_keep,
+                               backend="torch")  # tiles as for deblurring
 
     def restore(name, blurry):
         out = deblur(model, blurry.astype(np.float32) / 255, options, defocus_map=True)

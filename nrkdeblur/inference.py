@@ -49,6 +49,8 @@ class InferenceOptions:
         strength: 0 returns the input, 1 the network's output; in between blends them.
         protect: leave regions whose measured blur exceeds this many px as they are, with a
             smooth step below it (restraint.py); None deblurs every region.
+        protect_keep: the share of the network's change kept above protect's radius (0: none,
+            the region as it is; 0.5: half the change).
         mask: a grey mask file, white where to deblur, black where to keep the input (read
             by pipeline.process_one; arrays go to deblur's `mask`); None: everywhere.
     """
@@ -62,10 +64,11 @@ class InferenceOptions:
     linear: bool = False
     strength: float = 1.0
     protect: float | None = None
+    protect_keep: float = 0.0
     mask: Path | None = None
 
     def __post_init__(self) -> None:
-        check_protect(self.protect)
+        check_protect(self.protect, self.protect_keep)
         if self.mask is not None and not isinstance(self.mask, Path):
             if not isinstance(self.mask, (str, os.PathLike)):
                 raise SettingsError("mask must be a file path here; Deblurrer.deblur also takes an array")
@@ -226,7 +229,8 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
            on_tile: Callable[[int, int], None] | None = None, mask: np.ndarray | None = None) -> Deblurred:
     """Deblur an (H, W, C) float image in [0, 1], C = 1 or 3, on the model's device.
 
-    options (InferenceOptions): tiles, overlap, backend, half, linear, strength and protect.
+    options (InferenceOptions): tiles, overlap, backend, half, linear, strength, protect and
+    protect_keep.
     Tiles: options.tile, or chosen from the memory free (tiles_for). half: float16 on CUDA
     (ignored elsewhere). linear: the pixels are linear light, not sRGB; each tile is
     sRGB-encoded for the network, which was trained on sRGB photos, and its output decoded
@@ -263,7 +267,8 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
         y = forward(t)
         if linear:
             y[:, :3] = torch.from_numpy(srgb_to_linear(y[:, :3].numpy()))
-        weight = change_weight(strength, keep, y[:, 3:4] if protect is not None else None, protect)
+        weight = change_weight(strength, keep, y[:, 3:4] if protect is not None else None, protect,
+                               options.protect_keep)
         if not (isinstance(weight, float) and weight == 1.0):
             y[:, :3].sub_(source).mul_(weight).add_(source)
         return y

@@ -1,5 +1,6 @@
 """Where the network's change is kept: the user's grey mask (`--mask`) and the weight that
-leaves strongly blurred regions alone (`--protect R`).
+leaves strongly blurred regions alone (`--protect R`), or keeps only part of their change
+(`--protect-keep K`).
 
 Every pixel's output is out = x + k * strength * (net(x) - x), with x the input, net(x) the
 network's output (the restoration of NRKNet, Quan et al., CVPR 2023, eq. 10-11) and
@@ -10,8 +11,9 @@ k = mask * protect_weight(D), both in [0, 1]:
   an RGB mask by its luma (Pillow's "L": 0.299 R + 0.587 G + 0.114 B); alpha is ignored.
 - protect_weight(D): D is the defocus map the network measures in the same forward pass
   (the blur's RMS radius in input pixels, model.NRKNet.defocus_map). 1 where D <= R - w,
-  0 where D >= R (a region measured blurrier than R px is left exactly as it is), and a
-  smooth step between: k = u^2 (3 - 2u) with u = (R - D) / w. PROTECT_WIDTH = w.
+  K where D >= R (K = 0, the default: a region measured blurrier than R px is left exactly
+  as it is), and a smooth step between: k = K + (1 - K) u^2 (3 - 2u) with u = (R - D) / w.
+  PROTECT_WIDTH = w.
 
 The mask travels with the photo through the tiles (inference.deblur appends it as a
 channel) and each tile takes the protect weight from its own map, so both work with tiles
@@ -39,28 +41,34 @@ PROTECT_WIDTH = 2.0
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Pillow's RGB -> L weights
 
 
-def protect_weight(radius: Tensor, limit: float, width: float = PROTECT_WIDTH) -> Tensor:
+def protect_weight(radius: Tensor, limit: float, keep: float = 0.0, width: float = PROTECT_WIDTH) -> Tensor:
     """The share of the network's change kept where the measured blur is `radius` px
-    (any shape): 1 up to limit - width, 0 from limit on, a smooth step between."""
+    (any shape): 1 up to limit - width, `keep` from limit on, a smooth step between."""
     u = ((limit - radius) / width).clamp(0.0, 1.0)
-    return u * u * (3.0 - 2.0 * u)
+    step = u * u * (3.0 - 2.0 * u)
+    return step if keep == 0.0 else keep + (1.0 - keep) * step
 
 
 def change_weight(strength: float, mask: Tensor | None, radius: Tensor | None,
-                  protect: float | None) -> Tensor | float:
+                  protect: float | None, keep: float = 0.0) -> Tensor | float:
     """k * strength of the module docstring for one tile: mask [1, 1, h, w] or None, the
-    tile's defocus map radius [1, 1, h, w] (needed with protect) -> [1, 1, h, w] or a float."""
+    tile's defocus map radius [1, 1, h, w] (needed with protect), the share `keep` of the
+    change kept above protect -> [1, 1, h, w] or a float."""
     weight: Tensor | float = strength
     if mask is not None:
         weight = mask * strength
     if protect is not None:
-        weight = protect_weight(radius, protect) * weight
+        weight = protect_weight(radius, protect, keep) * weight
     return weight
 
 
-def check_protect(protect: float | None) -> None:
+def check_protect(protect: float | None, keep: float = 0.0) -> None:
     if protect is not None and not (np.isfinite(protect) and protect > 0):
         raise SettingsError(f"protect must be a blur radius above 0 px, not {protect}")
+    if not 0.0 <= keep < 1.0:
+        raise SettingsError(f"protect_keep must be a share from 0 up to (not including) 1, not {keep}")
+    if keep and protect is None:
+        raise SettingsError("protect_keep is the share of change kept above protect's radius: give protect too")
 
 
 def mask_from_array(a: np.ndarray) -> np.ndarray:

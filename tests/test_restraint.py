@@ -70,6 +70,17 @@ def test_the_protect_weight_is_a_smooth_step_ending_at_R():
     assert (w[1:] <= w[:-1]).all()  # never more change for more blur
 
 
+def test_protect_keep_lifts_the_step_to_the_share_kept():
+    r = torch.tensor([0.0, 4.0, 5.0, 6.0, 9.0])
+    w = protect_weight(r, 6.0, keep=0.3)
+    assert np.allclose(w.numpy(), 0.3 + 0.7 * smooth_step(r.numpy(), 6.0), atol=1e-7)
+    assert w[0] == 1 and w[3] == pytest.approx(0.3) and w[4] == pytest.approx(0.3)  # K from R on, 1 below R - 2
+    with pytest.raises(SettingsError, match="give protect"):
+        InferenceOptions(protect_keep=0.5)  # K means nothing without R
+    with pytest.raises(SettingsError, match="share"):
+        InferenceOptions(protect=6.0, protect_keep=1.0)
+
+
 def test_protect_leaves_regions_measured_above_R_as_they_are(fake_network, model):
     x = two_regions()
     full = deblur(model, x).image
@@ -194,8 +205,14 @@ def test_protect_on_the_command_line(tmp_path, weights, fake_network):
     assert np.array_equal(out[:, :32], a[:, :32])  # measured above 6 px: unchanged
     want = np.rint((a[:, 32:] / 255) ** 2 * 255)  # below 4 px: the (fake) network's output
     assert np.abs(out[:, 32:] - want).max() <= 1 and np.abs(want - a[:, 32:]).mean() > 10
+    assert run(src, "-o", tmp_path / "k.png", "--weights", weights, "--protect", 6, "--protect-keep", 0.25).exit_code == 0
+    kept = pixels(tmp_path / "k.png")  # above 6 px: a quarter of the change
+    assert np.abs(kept[:, :32] - np.rint(a[:, :32] + 0.25 * ((a[:, :32] / 255) ** 2 * 255 - a[:, :32]))).max() <= 1
+    assert np.array_equal(kept[:, 32:], out[:, 32:])  # below 4 px: as without the share
     r = run(src, "-o", tmp_path / "q.png", "--weights", weights, "--protect", 0)
     assert r.exit_code == 2 and "--protect" in r.output
+    r = run(src, "-o", tmp_path / "q.png", "--weights", weights, "--protect-keep", 0.5)
+    assert r.exit_code == 2 and "give protect" in r.output and not (tmp_path / "q.png").exists()
     assert f"R - {PROTECT_WIDTH:g}" in run("deblur", "--help").output  # the help states the step
 
 
@@ -206,16 +223,19 @@ def test_eval_scores_the_output_with_protect(tmp_path, weights, fake_network):
     Image.fromarray(np.rint(x * 255).astype(np.uint8)).save(tmp_path / "blur" / "p.png")
     Image.fromarray(np.rint(x ** 2 * 255).astype(np.uint8)).save(tmp_path / "sharp" / "p.png")  # the fake's output
     scores = {}
-    for name, extra in [("plain", []), ("protect", ["--protect", "6"])]:
+    for name, extra in [("plain", []), ("protect", ["--protect", "6"]), ("keep", ["--protect", "6", "--protect-keep", "0.5"])]:
         r = CliRunner().invoke(main, ["eval", str(tmp_path / "blur"), str(tmp_path / "sharp"), "--weights", str(weights),
                                       "--json", str(tmp_path / f"{name}.json"), *extra])
         assert r.exit_code == 0, r.output
         scores[name] = json.loads((tmp_path / f"{name}.json").read_text())[0]
     assert scores["plain"]["psnr_out"] > 45  # the output is the sharp image
     assert scores["protect"]["psnr_out"] < scores["plain"]["psnr_out"] - 10  # the left half kept blurry
+    assert scores["protect"]["psnr_out"] + 4 < scores["keep"]["psnr_out"] < scores["plain"]["psnr_out"] - 4  # half of it
     r = CliRunner().invoke(main, ["eval", str(tmp_path / "blur"), str(tmp_path / "sharp"), "--method", "identity",
                                   "--protect", "6"])
     assert r.exit_code == 2 and "--method nrknet" in r.output
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "blur"), str(tmp_path / "sharp"), "--protect-keep", "0.5"])
+    assert r.exit_code == 2 and "give --protect too" in r.output
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,14 @@ PROTECT_HELP = ("Leave regions whose measured blur (the defocus map's RMS radius
                 "(8 suggested: docs/restraint.md).")
 
 
+PROTECT_KEEP_HELP = ("With --protect: the share of the network's change kept above R instead of none "
+                     "(0.5 halves it there), to soften rather than freeze the deblurring of strong blur.")
+
+
 def protect_option(f):
+    """--protect R and --protect-keep K (restraint.py)."""
+    f = click.option("--protect-keep", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+                     show_default=True, metavar="K", help=PROTECT_KEEP_HELP)(f)
     return click.option("--protect", type=click.FloatRange(0, min_open=True), metavar="R", help=PROTECT_HELP)(f)
 
 

@@ -32,8 +32,8 @@ from .common import (LINEAR_HELP, command, device_option, protect_option, resolv
 @click.option("--per-image/--summary-only", default=True, show_default=True, help="Print each image's scores too.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as CSV.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows as JSON.")
-def evaluate_command(folders, pred_dir, method, weights, strength, protect, linear, map_method, device, per_image,
-                     csv_path, json_path) -> None:
+def evaluate_command(folders, pred_dir, method, weights, strength, protect, protect_keep, linear, map_method, device,
+                     per_image, csv_path, json_path) -> None:
     """Measure PSNR and SSIM against sharp references, and the defocus map against the true blur.
 
     FOLDERS are evaluation sets, each a folder with blur/ and sharp/ (and radius/, the true
@@ -55,6 +55,7 @@ def evaluate_command(folders, pred_dir, method, weights, strength, protect, line
       nrkdeblur eval pixel4/blur pixel4/sharp --linear    pairs stored without a tone curve
       nrkdeblur eval benchmarks/natural-dof --method identity --map-method classical
       nrkdeblur eval benchmarks/kodak24-defocus benchmarks/natural-dof --protect 8
+      nrkdeblur eval benchmarks/natural-dof --protect 8 --protect-keep 0.5
     """
     from ..eval_sets import find_sets, restorer
     from ..evaluate import evaluate, mean_row, summarize, with_map
@@ -63,12 +64,14 @@ def evaluate_command(folders, pred_dir, method, weights, strength, protect, line
         raise click.UsageError("--linear tells a method how to read the inputs; --pred scores finished outputs")
     if protect is not None and (method != "nrknet" or pred_dir is not None):
         raise click.UsageError("--protect reads nrknet's defocus map: it is for --method nrknet")
+    if protect_keep and protect is None:
+        raise click.UsageError("--protect-keep is the share of change kept above --protect's R: give --protect too")
     sets = find_sets(list(folders))
     if pred_dir is not None and len(sets) > 1:
         raise click.UsageError("--pred scores one set at a time")
-    title = describe_method(method, pred_dir, linear, strength, protect)
+    title = describe_method(method, pred_dir, linear, strength, protect, protect_keep)
     title += ", classical map" if map_method == "classical" else ""
-    restore = restorer(method, pred_dir, weights, str(resolve_device(device)), linear, strength, protect)
+    restore = restorer(method, pred_dir, weights, str(resolve_device(device)), linear, strength, protect, protect_keep)
     if map_method == "classical":
         from ..zhuo_sim import defocus_map
 
@@ -86,11 +89,12 @@ def evaluate_command(folders, pred_dir, method, weights, strength, protect, line
 
 
 def describe_method(method: str, pred_dir: Path | None, linear: bool, strength: float,
-                    protect: float | None = None) -> str:
+                    protect: float | None = None, protect_keep: float = 0.0) -> str:
     if pred_dir is not None:
         return f"predictions in {pred_dir}"
     return (method + (" --linear" if linear else "") + (f" --strength {strength:g}" if strength != 1 else "")
-            + (f" --protect {protect:g}" if protect is not None else ""))
+            + (f" --protect {protect:g}" if protect is not None else "")
+            + (f" --protect-keep {protect_keep:g}" if protect_keep else ""))
 
 
 def _fmt(value: float | None, spec: str) -> str:
