@@ -50,7 +50,7 @@ class Deblurrer:
         self.options = options
 
     def deblur(self, image, strength: float = 1.0, tile: int | None = None, defocus_map: bool = False,
-               linear: bool = False, protect: float | None = None, protect_keep: float = 0.0, mask=None):
+               linear: bool = False, protect: float | None = None, mask=None, protect_keep: float = 0.0):
         """Deblur a photo given as a numpy array or a PIL image.
 
         image: numpy array HxW, HxWx1 (grey), HxWx3 (RGB), HxWx2 or HxWx4 (the last channel
@@ -63,9 +63,9 @@ class Deblurrer:
         defocus_map: also return the defocus scale, an HxW float32 array in pixels.
         linear: the pixels are linear light rather than sRGB (pipeline.DeblurOptions).
         protect: leave regions whose measured blur exceeds this many px as they are (--protect).
-        protect_keep: the share of the change kept above protect instead (--protect-keep).
         mask: where to deblur, white to black (--mask): a file path, a PIL image or an array
             HxW or HxWxC (bool, uint8, uint16 or float 0..1; RGB read as grey), the image's size.
+        protect_keep: the share of the change kept above protect instead (--protect-keep).
         Returns the deblurred image, or (image, defocus map) with defocus_map.
         """
         if not isinstance(image, (np.ndarray, Image.Image)):

@@ -41,7 +41,7 @@ PROTECT_WIDTH = 2.0
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Pillow's RGB -> L weights
 
 
-def protect_weight(radius: Tensor, limit: float, keep: float = 0.0, width: float = PROTECT_WIDTH) -> Tensor:
+def protect_weight(radius: Tensor, limit: float, keep: float = 0.0, *, width: float = PROTECT_WIDTH) -> Tensor:
     """The share of the network's change kept where the measured blur is `radius` px
     (any shape): 1 up to limit - width, `keep` from limit on, a smooth step between."""
     u = ((limit - radius) / width).clamp(0.0, 1.0)
@@ -65,7 +65,7 @@ def change_weight(strength: float, mask: Tensor | None, radius: Tensor | None,
 def check_protect(protect: float | None, keep: float = 0.0) -> None:
     if protect is not None and not (np.isfinite(protect) and protect > 0):
         raise SettingsError(f"protect must be a blur radius above 0 px, not {protect}")
-    if not 0.0 <= keep < 1.0:
+    if not (np.isfinite(keep) and 0.0 <= keep < 1.0):
         raise SettingsError(f"protect_keep must be a share from 0 up to (not including) 1, not {keep}")
     if keep and protect is None:
         raise SettingsError("protect_keep is the share of change kept above protect's radius: give protect too")

@@ -50,19 +50,19 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'set':18s} {'map':10s} {'rho all':>8s} {'rho tex':>8s}")
     for name, pairs in find_sets(args.sets):
-        scores: dict[str, list[tuple[float, float]]] = {}
+        scores: dict[str, tuple[list[float], list[float]]] = {}
         for _, _, sharp, truth in pairs:
             if truth is None:
                 continue
             truth = truth.astype(np.float64)
             mask = textured(sharp)
             for label, m in degraded(truth).items():
-                rho = spearman(m, truth)
-                if rho is not None:  # constant truths are skipped, as eval skips them
-                    scores.setdefault(label, []).append((rho, spearman(m[mask], truth[mask])))
-        for label, values in scores.items():
-            a, t = np.mean(values, axis=0)
-            print(f"{name:18s} {label:10s} {a:8.3f} {t:8.3f}")
+                every, textured_only = scores.setdefault(label, ([], []))
+                for values, rho in ((every, spearman(m, truth)), (textured_only, spearman(m[mask], truth[mask]))):
+                    if rho is not None:  # constant truths are skipped, as eval skips them
+                        values.append(rho)
+        for label, (every, textured_only) in scores.items():
+            print(f"{name:18s} {label:10s} {np.mean(every):8.3f} {np.mean(textured_only):8.3f}")
 
 
 if __name__ == "__main__":

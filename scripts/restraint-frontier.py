@@ -35,14 +35,15 @@ KEEPS = (0.7, 0.5, 0.3, 0.0)  # K
 
 @torch.no_grad()
 def passes(model, pairs) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, torch.Tensor]]:
-    """(name, blurry, sharp, network output, raw map) per pair, as float in [0, 1]."""
+    """(name, blurry, sharp, network output (not yet clipped, as deblur blends it), raw map) per pair."""
     done = []
     for name, blurry, sharp, _ in pairs:
         x = torch.from_numpy(blurry.astype(np.float32) / 255).permute(2, 0, 1)[None]
         H, W = blurry.shape[:2]
-        out = model(pad_to_multiple(x, model.config.multiple), measure=True)
-        done.append((name, blurry, sharp, out.image[0, :, :H, :W].clamp(0, 1).permute(1, 2, 0).numpy(),
-                     out.radius[0, 0, :H, :W]))
+        padded = pad_to_multiple(x, model.config.multiple)
+        out = model(padded, return_gamma=True, measure=True)
+        radius = model.defocus_map(out, padded.shape[-2:])  # the map --protect reads, whatever the heads
+        done.append((name, blurry, sharp, out.image[0, :, :H, :W].permute(1, 2, 0).numpy(), radius[0, 0, :H, :W]))
     return done
 
 
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     model = open_default_weights(args.weights, torch.device("cpu")).eval()
     results = {name: passes(model, pairs) for name, pairs in find_sets(args.sets)}
-    print("setting".ljust(34) + "".join(f"{name[:24]:>34s}" for name in results))
+    print("setting".ljust(34) + "".join(f"{name[:24]:>37s}" for name in results))
     for label, limit, keep in [("(none)", None, 0.0)] + [(f"--protect {r:g} --protect-keep {k:g}", r, k)
                                                           for r in LIMITS for k in KEEPS]:
         cells = [gains(done, limit, keep) for done in results.values()]

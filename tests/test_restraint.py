@@ -77,8 +77,9 @@ def test_protect_keep_lifts_the_step_to_the_share_kept():
     assert w[0] == 1 and w[3] == pytest.approx(0.3) and w[4] == pytest.approx(0.3)  # K from R on, 1 below R - 2
     with pytest.raises(SettingsError, match="give protect"):
         InferenceOptions(protect_keep=0.5)  # K means nothing without R
-    with pytest.raises(SettingsError, match="share"):
-        InferenceOptions(protect=6.0, protect_keep=1.0)
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(SettingsError, match="share"):
+            InferenceOptions(protect=6.0, protect_keep=bad)
 
 
 def test_protect_leaves_regions_measured_above_R_as_they_are(fake_network, model):
@@ -103,9 +104,9 @@ def test_the_mask_blends_per_pixel_and_is_cut_with_the_tiles(fake_network, model
     x = rng.random((64, 800, 3), dtype=np.float32)
     x[:, 400:, 0] *= 0.4  # the right half below R - 2 for protect, the left half across R
     mask = rng.random((64, 800), dtype=np.float32)
-    options = dict(protect=5.0, strength=0.9)
+    options = dict(protect=5.0, protect_keep=0.2, strength=0.9)
     whole = deblur(model, x, InferenceOptions(**options), mask=mask).image
-    k = mask[..., None] * smooth_step(MAP_PER_RED * x[..., :1], 5.0)
+    k = mask[..., None] * (0.2 + 0.8 * smooth_step(MAP_PER_RED * x[..., :1], 5.0))
     assert np.allclose(whole, x + 0.9 * k * (x * x - x), atol=1e-6)
     calls = []
     tiled = deblur(model, x, InferenceOptions(tile=384, overlap=64, **options), mask=mask,
@@ -212,7 +213,9 @@ def test_protect_on_the_command_line(tmp_path, weights, fake_network):
     r = run(src, "-o", tmp_path / "q.png", "--weights", weights, "--protect", 0)
     assert r.exit_code == 2 and "--protect" in r.output
     r = run(src, "-o", tmp_path / "q.png", "--weights", weights, "--protect-keep", 0.5)
-    assert r.exit_code == 2 and "give protect" in r.output and not (tmp_path / "q.png").exists()
+    assert r.exit_code == 2 and "give --protect too" in r.output and not (tmp_path / "q.png").exists()
+    r = run(src, "-o", tmp_path / "q.png", "--weights", weights, "--protect", 6, "--protect-keep", 1)
+    assert r.exit_code == 2 and "--protect-keep" in r.output and not (tmp_path / "q.png").exists()
     assert f"R - {PROTECT_WIDTH:g}" in run("deblur", "--help").output  # the help states the step
 
 
@@ -253,6 +256,10 @@ def test_the_python_api_takes_protect_and_a_mask_as_array_path_or_pil(tmp_path, 
     for mask in (grey, tmp_path / "m.png", str(tmp_path / "m.png"), Image.fromarray(grey)):
         assert np.abs(deblurrer.deblur(a, protect=5.0, mask=mask).astype(np.int64) - want).max() == 0
     assert not np.array_equal(deblurrer.deblur(a, protect=5.0), deblurrer.deblur(a))  # protect changes it here
+    half = deblur(model, x, InferenceOptions(protect=5.0, protect_keep=0.5)).image
+    assert np.abs(deblurrer.deblur(a, protect=5.0, protect_keep=0.5).astype(np.int64)
+                  - np.rint(np.clip(half, 0, 1) * 255)).max() == 0
+    assert not np.array_equal(half, deblur(model, x, InferenceOptions(protect=5.0)).image)
     with pytest.raises(SettingsError, match="the mask is 55 x 40 px"):
         deblurrer.deblur(a, mask=grey[:, :55])
     src = tmp_path / "in.png"

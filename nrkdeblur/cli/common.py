@@ -47,12 +47,18 @@ LINEAR_HELP = ("The pixels are linear light (sensor data, a linear TIFF), not sR
 
 
 PROTECT_HELP = ("Leave regions whose measured blur (the defocus map's RMS radius) exceeds R px as they "
-                "are, deblurring fully below R - 2 with a smooth step between: for intended bokeh "
-                "(8 suggested: docs/restraint.md).")
+                "are (or keep the share K of the change there: --protect-keep), deblurring fully below "
+                "R - 2 with a smooth step between: for intended bokeh (8 suggested: docs/restraint.md).")
 
 
 PROTECT_KEEP_HELP = ("With --protect: the share of the network's change kept above R instead of none "
                      "(0.5 halves it there), to soften rather than freeze the deblurring of strong blur.")
+
+
+def check_protect_options(protect: float | None, protect_keep: float) -> None:
+    """--protect-keep means nothing without --protect: a usage error, named as the user typed it."""
+    if protect_keep and protect is None:
+        raise click.UsageError("--protect-keep is the share of change kept above --protect's R: give --protect too")
 
 
 def protect_option(f):

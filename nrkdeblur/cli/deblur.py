@@ -11,8 +11,8 @@ from ..batch import EXTENSION_OF_FORMAT
 from ..inference import DEFAULT_OVERLAP, MIN_TILE, InferenceOptions
 from ..report_data import summary_line
 from .group import main
-from .common import (EXIT_STATUS, LINEAR_HELP, command, console, device_option, protect_option, resolve_device,
-                     shipped_models, weights_option)
+from .common import (EXIT_STATUS, LINEAR_HELP, check_protect_options, command, console, device_option,
+                     protect_option, resolve_device, shipped_models, weights_option)
 from .progress import Reporter
 
 
@@ -80,6 +80,7 @@ def deblur(inputs, output, quiet, debug, **fields) -> None:
     from ..pipeline import DeblurOptions, process_batch
     from ..runtime import resolve_backend
 
+    check_protect_options(fields["protect"], fields["protect_keep"])
     engine = None
     if fields["engine"] == "ray":  # the Ray workers check the device and backend on their own machines
         from ..cluster import ray_engine as engine

@@ -10,8 +10,8 @@ import click
 
 from ..atomic import atomic_write
 from .group import main
-from .common import (LINEAR_HELP, command, device_option, protect_option, resolve_device, shipped_models, table_console,
-                     weights_option)
+from .common import (LINEAR_HELP, check_protect_options, command, device_option, protect_option, resolve_device,
+                     shipped_models, table_console, weights_option)
 
 
 @command(main, name="eval", epilog=shipped_models())
@@ -64,8 +64,7 @@ def evaluate_command(folders, pred_dir, method, weights, strength, protect, prot
         raise click.UsageError("--linear tells a method how to read the inputs; --pred scores finished outputs")
     if protect is not None and (method != "nrknet" or pred_dir is not None):
         raise click.UsageError("--protect reads nrknet's defocus map: it is for --method nrknet")
-    if protect_keep and protect is None:
-        raise click.UsageError("--protect-keep is the share of change kept above --protect's R: give --protect too")
+    check_protect_options(protect, protect_keep)
     sets = find_sets(list(folders))
     if pred_dir is not None and len(sets) > 1:
         raise click.UsageError("--pred scores one set at a time")
