@@ -259,7 +259,7 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
     forward = runner_for(model, options.backend, with_map, coefficients, options.half)  # one call per tile
 
     def fn(t: Tensor) -> Tensor:
-        keep = t[:, 3:] if mask is not None else None
+        tile_mask = t[:, 3:] if mask is not None else None
         source = t[:, :3].float()
         t = source
         if linear:
@@ -267,7 +267,7 @@ def deblur(model: NRKNet, pixels: np.ndarray, options: InferenceOptions = Infere
         y = forward(t)
         if linear:
             y[:, :3] = torch.from_numpy(srgb_to_linear(y[:, :3].numpy()))
-        weight = change_weight(strength, keep, y[:, 3:4] if protect is not None else None, protect,
+        weight = change_weight(strength, tile_mask, y[:, 3:4] if protect is not None else None, protect,
                                options.protect_keep)
         if not (isinstance(weight, float) and weight == 1.0):
             y[:, :3].sub_(source).mul_(weight).add_(source)

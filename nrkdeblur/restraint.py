@@ -45,8 +45,7 @@ def protect_weight(radius: Tensor, limit: float, keep: float = 0.0, *, width: fl
     """The share of the network's change kept where the measured blur is `radius` px
     (any shape): 1 up to limit - width, `keep` from limit on, a smooth step between."""
     u = ((limit - radius) / width).clamp(0.0, 1.0)
-    step = u * u * (3.0 - 2.0 * u)
-    return step if keep == 0.0 else keep + (1.0 - keep) * step
+    return keep + (1.0 - keep) * (u * u * (3.0 - 2.0 * u))
 
 
 def change_weight(strength: float, mask: Tensor | None, radius: Tensor | None,

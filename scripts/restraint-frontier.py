@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nrkdeblur.eval_sets import find_sets  # noqa: E402
-from nrkdeblur.evaluate import psnr  # noqa: E402
+from nrkdeblur.evaluate import psnr, to_uint8  # noqa: E402
 from nrkdeblur.model import pad_to_multiple  # noqa: E402
 from nrkdeblur.pipeline import open_default_weights  # noqa: E402
 from nrkdeblur.restraint import protect_weight  # noqa: E402
@@ -53,7 +53,7 @@ def gains(done, limit: float | None, keep: float) -> tuple[float, float, str]:
     for name, blurry, sharp, net, radius in done:
         x = blurry.astype(np.float32) / 255
         k = 1.0 if limit is None else protect_weight(radius, limit, keep).numpy()[..., None]
-        out = np.clip(np.rint((x + k * (net - x)) * 255), 0, 255).astype(np.uint8)
+        out = to_uint8(x + k * (net - x))  # rounded as eval rounds the network's output
         values.append((psnr(out, sharp) - psnr(blurry, sharp), name))
     worst = min(values)
     return float(np.mean([v for v, _ in values])), worst[0], worst[1]
