@@ -32,6 +32,16 @@ HARM_SIGMA px, it is the mean over pixels of
 the dB by which the output is worse than the input around each pixel, 0 wherever it is
 better. Where the output improves on the input it adds nothing, so the network keeps its
 gain where it can invert the blur, and pays for invented texture where it cannot.
+
+The roughness term (ours, weight `roughness_weight`) asks the coefficient maps gamma_t to
+be smooth where the target is: over horizontal and vertical neighbours p, q at each scale,
+
+    mean |gamma_t(p) - gamma_t(q)| exp(-(|X_t(p) - X_t(q)| / ROUGH_TAU)^2)
+
+with X_t the grey sharp image at that scale, averaged over the scales. Where the photo is
+smooth (skin, sky, soft backgrounds) a kernel that jumps from pixel to pixel turns smooth
+shading into a network of hard lines (the crackle of docs/restraint.md); at edges of the
+target the kernels may still change.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from .model import NRKOutput
 SCALE_WEIGHTS = (1.0, 0.75, 0.5, 0.25)
 HARM_SIGMA = 4.0  # px: the window of "locally" in the harm term
 HARM_EPS = (1.0 / 255) ** 2  # an 8-bit level squared: below it no error is seen as harm
+ROUGH_TAU = 2.0 / 255  # a step of the target of about 2 levels between neighbours frees the kernels
 
 
 class LossTerms(NamedTuple):
@@ -57,6 +68,7 @@ class LossTerms(NamedTuple):
     reblur: Tensor  # weighted reblurring MSE (eq. 14)
     radius: Tensor  # mean absolute error of the defocus map, px (ours; 0 when not asked)
     harm: Tensor  # mean local dB by which the output is worse than the input (ours; 0 when not asked)
+    roughness: Tensor  # weighted mean step of the coefficient maps between neighbours (ours; 0 when not asked)
 
 
 def fft_l1(a: Tensor, b: Tensor) -> Tensor:
@@ -89,15 +101,30 @@ def local_harm(image: Tensor, blurry: Tensor, sharp: Tensor, sigma: float = HARM
     return F.relu(10 * torch.log10((e_out + eps) / (e_in + eps))).mean()
 
 
+def coefficient_roughness(gammas: list[Tensor], sharps: list[Tensor], tau: float = ROUGH_TAU) -> Tensor:
+    """The roughness term (module docstring): gammas [B, J, h_t, w_t] and the sharp pyramid
+    [B, C, h_t, w_t], scale by scale in the same order."""
+    terms = []
+    for gamma, sharp in zip(gammas, sharps, strict=True):
+        grey = sharp.float().mean(1, keepdim=True)
+        steps = []
+        for dim in (2, 3):
+            dg = gamma.float().diff(dim=dim).abs().mean(1, keepdim=True)
+            steps.append((dg * torch.exp(-(grey.diff(dim=dim) / tau) ** 2)).flatten(1))
+        terms.append(torch.cat(steps, 1).mean())
+    return torch.stack(terms).mean()
+
+
 def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.1,
              weights: tuple[float, ...] = SCALE_WEIGHTS, log_mse: bool = False,
              radius: tuple[Tensor, Tensor] | None = None, radius_weight: float = 0.0,
-             blurry: Tensor | None = None, harm_weight: float = 0.0) -> LossTerms:
+             blurry: Tensor | None = None, harm_weight: float = 0.0, roughness_weight: float = 0.0) -> LossTerms:
     """Eq. 12-14 for a model output computed with the sharp target (training mode).
 
     radius: (predicted defocus map, true PSF RMS radius), both [B, 1, H, W] in pixels,
     for the radius term with weight radius_weight. blurry: the full-resolution input, for
-    the harm term with weight harm_weight."""
+    the harm term with weight harm_weight. The roughness term (weight roughness_weight) needs
+    the model called with return_gamma."""
     if out.scale_outputs is None:
         raise ValueError("the model must be called with the sharp target to compute the loss")
     sq = log_mse_loss if log_mse else F.mse_loss
@@ -111,8 +138,11 @@ def nrk_loss(out: NRKOutput, sharp: Tensor, alpha: float = 0.1, beta: float = 0.
     if harm_weight and blurry is None:
         raise ValueError("the harm term needs the blurry input")
     harm = local_harm(out.image, blurry, sharp) if harm_weight else zero
-    total = mse + beta * fdr + alpha * reblur + radius_weight * rad + harm_weight * harm
-    return LossTerms(total, mse, fdr, reblur, rad, harm)
+    if roughness_weight and out.gammas is None:
+        raise ValueError("the roughness term needs the coefficient maps (return_gamma=True)")
+    rough = coefficient_roughness(out.gammas, out.sharp) if roughness_weight else zero
+    total = mse + beta * fdr + alpha * reblur + radius_weight * rad + harm_weight * harm + roughness_weight * rough
+    return LossTerms(total, mse, fdr, reblur, rad, harm, rough)
 
 
 def psnr(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:

@@ -120,6 +120,8 @@ class LossSettings:
                                      "the true blur; synthetic data only")
     harm_weight: float = knob(0.0, "weight of the harm term: mean local dB by which the output is worse than "
                                    "the input, 0 where it is better (losses.local_harm)")
+    roughness_weight: float = knob(0.0, "weight of the roughness term: steps of the coefficient maps between "
+                                        "neighbours where the target is smooth (losses.coefficient_roughness)")
 
 
 @dataclass(frozen=True)

@@ -303,10 +303,11 @@ def train_step(net: torch.nn.Module, t: Trainee, recipe: Recipe, batch: dict,
         g["lr"] = optim.lr_at(t.step)
     blur, sharp = batch["blur"].to(device), batch["sharp"].to(device)
     with_radius = loss.radius_weight > 0 and "radius" in batch
-    out = net(blur, sharp, return_gamma=with_radius)
+    out = net(blur, sharp, return_gamma=with_radius or loss.roughness_weight > 0)
     radius = (t.model.defocus_map(out, blur.shape[-2:], eps=1e-4), batch["radius"].to(device)) if with_radius else None
     terms = nrk_loss(out, sharp, loss.reblur_weight, loss.fft_weight, log_mse=loss.log_mse, radius=radius,
-                     radius_weight=loss.radius_weight, blurry=blur, harm_weight=loss.harm_weight)
+                     radius_weight=loss.radius_weight, blurry=blur, harm_weight=loss.harm_weight,
+                     roughness_weight=loss.roughness_weight)
     t.opt.zero_grad(set_to_none=True)
     terms.total.backward()
     if optim.grad_clip is not None:

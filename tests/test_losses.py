@@ -77,3 +77,28 @@ def test_harm_term_counts_only_where_the_output_is_worse_than_the_input():
     out.requires_grad_(True)
     local_harm(out, blurry, sharp).backward()
     assert blurry.grad is None and out.grad[..., 70:].abs().min() > 0 and out.grad[..., :30].abs().max() == 0
+
+
+def test_roughness_pays_for_kernel_steps_only_where_the_target_is_smooth():
+    """A coefficient map with one vertical step of 0.3 (all J maps): over a flat target the
+    term is the step over the number of neighbour pairs; with the target's own edge at that
+    column it vanishes. Catches a weight computed from the wrong image or its wrong
+    neighbours, a missing absolute value, or steps summed instead of averaged."""
+    from nrkdeblur.losses import coefficient_roughness
+
+    H, W, J = 8, 16, 4
+    gamma = torch.zeros(1, J, H, W)
+    gamma[..., 8:] = 0.3
+    flat = torch.full((1, 3, H, W), 0.5)
+    pairs = H * (W - 1) + (H - 1) * W
+    assert coefficient_roughness([gamma], [flat]).item() == pytest.approx(0.3 * H / pairs, rel=1e-5)
+    assert coefficient_roughness([-gamma], [flat]).item() == pytest.approx(0.3 * H / pairs, rel=1e-5)
+    edge = flat.clone()
+    edge[..., 8:] = 0.6  # 25 levels: far above ROUGH_TAU
+    assert coefficient_roughness([gamma], [edge]).item() < 1e-12
+    shifted = flat.clone()
+    shifted[..., 9:] = 0.6  # the target's edge one column off the kernels' step
+    assert coefficient_roughness([gamma], [shifted]).item() == pytest.approx(0.3 * H / pairs, rel=1e-5)
+    # two scales: their mean
+    assert coefficient_roughness([gamma, torch.zeros(1, J, 2 * H, 2 * W)],
+                                 [flat, torch.full((1, 3, 2 * H, 2 * W), 0.5)]).item() == pytest.approx(0.15 * H / pairs, rel=1e-5)
